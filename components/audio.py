@@ -1,0 +1,112 @@
+"""Decode one song to mono at the target rate and turn it into log-mel windows."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The feature settings that determine a cache's content (see experiments/defaults.yaml)."""
+
+    sample_rate: int
+    window_seconds: float
+    hop_seconds: float
+    min_tail_seconds: float
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    silence_db: float
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * self.sample_rate))
+
+    @property
+    def frames(self) -> int:
+        """Time frames of one window with librosa's centred STFT: 30 s -> 1292."""
+        return 1 + self.window_samples // self.hop_length
+
+
+class SongRejected(Exception):
+    """A song that cannot contribute windows; the message is the reason shown in the report."""
+
+
+def decode(path: Path, sample_rate: int) -> np.ndarray:
+    """Read any supported file at any rate / channel count as mono float32 at sample_rate."""
+    if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        raise SongRejected(
+            f"unsupported extension '{path.suffix}' (supported: {', '.join(AUDIO_EXTENSIONS)})"
+        )
+    if path.stat().st_size == 0:
+        raise SongRejected("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # librosa warns before falling back to audioread for mp3; the fallback is the point.
+            warnings.simplefilter("ignore")
+            samples, _ = librosa.load(path, sr=sample_rate, mono=True, res_type="soxr_hq")
+    except librosa.util.exceptions.ParameterError as err:
+        if "finite" in str(err):  # librosa refuses NaN/inf while mixing down or resampling
+            raise SongRejected("contains NaN or infinite samples") from err
+        raise SongRejected(f"cannot be decoded ({err})") from err
+    except Exception as err:  # decoders raise many types for corrupt data; all mean "unreadable"
+        raise SongRejected(f"cannot be decoded ({type(err).__name__}: {err})") from err
+    return samples.astype(np.float32, copy=False)
+
+
+def window_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
+    """Window start samples: every hop while a full window fits, plus one end-aligned window
+    when the uncovered tail is at least min_tail_seconds (no padding, no partial windows)."""
+    win, hop = spec.window_samples, spec.hop_samples
+    if n_samples < win:
+        return []
+    starts = list(range(0, n_samples - win + 1, hop))
+    tail = n_samples - (starts[-1] + win)
+    if tail >= spec.min_tail_seconds * spec.sample_rate:
+        starts.append(n_samples - win)
+    return starts
+
+
+def check_song(samples: np.ndarray, spec: FeatureSpec) -> None:
+    """Raise SongRejected for audio that would poison training (NaN, silence, too short)."""
+    if not np.all(np.isfinite(samples)):
+        raise SongRejected("contains NaN or infinite samples")
+    seconds = len(samples) / spec.sample_rate
+    if seconds < spec.window_seconds:
+        raise SongRejected(
+            f"too short: {seconds:.1f} s < one {spec.window_seconds:.0f} s window"
+        )
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    peak_db = 20 * np.log10(max(peak, 1e-12))
+    if peak_db < spec.silence_db:
+        raise SongRejected(f"silent: peak {peak_db:.1f} dBFS < {spec.silence_db:.0f} dBFS")
+
+
+def log_mel(window: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """[window_samples] -> log-mel in dB, [n_mels, frames] float32."""
+    power = librosa.feature.melspectrogram(
+        y=window, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
+        n_mels=spec.n_mels, power=2.0,
+    )
+    # Absolute dB (ref 1.0, no top_db): per-window max references would erase loudness cues.
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+
+
+def song_windows(path: Path, spec: FeatureSpec) -> tuple[np.ndarray, list[int]]:
+    """Decode a song and return its log-mel windows [n, n_mels, frames] float16 and start samples."""
+    samples = decode(path, spec.sample_rate)
+    check_song(samples, spec)
+    starts = window_starts(len(samples), spec)
+    mels = np.stack([log_mel(samples[s : s + spec.window_samples], spec) for s in starts])
+    return mels.astype(np.float16), starts

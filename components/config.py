@@ -1,0 +1,152 @@
+"""Experiment configs: defaults.yaml + experiments/<model>.yaml + strict overrides."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+DEFAULTS_FILE = EXPERIMENTS_DIR / "defaults.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key and why."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-4}} -> {'train.lr': 1e-4}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _unknown_key_error(key: str, known: list[str], source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=3)
+    section, _, leaf = key.rpartition(".")
+    initials = "".join(word[:1] for word in leaf.split("_"))  # learning_rate -> lr
+    close += [k for k in known if k.rpartition(".")[0] == section and k.rpartition(".")[2] == initials
+              and k not in close]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(
+        f"{source}: unknown config key '{key}'.{hint} Valid keys are listed in {DEFAULTS_FILE.name}."
+    )
+
+
+def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
+    """Accept value only if it has the default's type (ints pass for floats; null defaults take anything)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"{source}: '{key}' must be {type(default).__name__} like the default {default!r}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any], source: str) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    known = flatten(base)
+    for key, value in flatten(changes).items():
+        if key not in known:
+            raise _unknown_key_error(key, list(known), source)
+        set_dotted(merged, key, _check_type(key, known[key], value, source))
+    return merged
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def get_dotted(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['train.lr=1e-3', 'model.hidden_dims=[8,16]'] -> nested dict, values parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        # YAML reads 1e-4 as a string (no dot); numbers written that way are common in lr overrides.
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+            except ValueError:
+                pass
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def experiment_file(model_name: str) -> Path:
+    return EXPERIMENTS_DIR / f"{model_name}.yaml"
+
+
+def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Resolve defaults <- experiments/<model_name>.yaml <- overrides, rejecting unknown keys and types."""
+    from components.models import MODELS  # late: models import config for their defaults
+
+    if model_name not in MODELS:
+        raise ConfigError(
+            f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}"
+        )
+    config = _read_yaml(DEFAULTS_FILE)
+    path = experiment_file(model_name)
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
+    config = _merge(config, _read_yaml(path), str(path.relative_to(PROJECT_ROOT)))
+    if overrides:
+        config = _merge(config, parse_overrides(overrides), "override")
+    if config["model"]["name"] != model_name:
+        raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
+    return config
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a resolved config, logged with every run."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,60 @@
+"""Torch view of a feature cache: normalised windows of one split, fetched a batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from components.feature_cache import FeatureCache
+from components.models import Batch
+
+TASKS = ("genre", "language")
+
+
+class WindowDataset(Dataset):
+    """Windows of one split as batch dicts: "mel" [B, 1, n_mels, T] float32 normalised with the
+    train statistics, "genre"/"language" [B] int64 indices into the cache vocabulary, "row" [B]."""
+
+    def __init__(self, cache: FeatureCache, split: str) -> None:
+        self.cache = cache
+        self.rows = cache.rows[cache.rows.split == split].reset_index(drop=True)
+        self.row_ids = self.rows.row.to_numpy()
+        self.labels = {task: self.rows[task].map({v: i for i, v in enumerate(cache.vocab[task])})
+                       .to_numpy(np.int64) for task in TASKS}
+        self.mean = torch.from_numpy(cache.mel_mean)[:, None]
+        self.std = torch.from_numpy(cache.mel_std)[:, None]
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        # One sorted fancy-index read from the memory map per batch, not one read per item.
+        indices = np.asarray(indices)
+        order = np.argsort(self.row_ids[indices], kind="stable")
+        picked = indices[order]
+        mel = torch.from_numpy(np.asarray(self.cache.windows[self.row_ids[picked]], dtype=np.float32))
+        batch = {"mel": ((mel - self.mean) / self.std).unsqueeze(1),
+                 "row": torch.from_numpy(self.row_ids[picked])}
+        for task in TASKS:
+            batch[task] = torch.from_numpy(self.labels[task][picked])
+        return batch
+
+    def __getitem__(self, index: int) -> Batch:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int,
+                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Batches of whole dicts. Training drops a last batch of one (BatchNorm cannot use it)."""
+    generator = torch.Generator().manual_seed(seed)
+    drop_last = shuffle and len(dataset) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory,
+                      drop_last=drop_last)

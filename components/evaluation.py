@@ -1,0 +1,73 @@
+"""Evaluate a trained model: latent means of one split -> clustering scores per task + figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from components import plots
+from components.clustering import evaluate_task
+from components.dataset import TASKS, WindowDataset, make_loader
+from components.feature_cache import FeatureCache
+from components.models import VAE
+from components.training import Precision, autocast, embed_loader, to_device
+
+
+def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, precision: Precision,
+                 batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Latent means [N, latent] of every window in dataset order, and the true labels per task."""
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0)
+    means, labels = [], {task: [] for task in TASKS}
+    for batch, mu in embed_loader(model, loader, device, precision):
+        means.append(mu.numpy())
+        for task in TASKS:
+            labels[task].append(batch[task].numpy())
+    return np.concatenate(means), {t: np.concatenate(v) for t, v in labels.items()}
+
+
+def clustering_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
+                      methods: list[str], seed: int) -> dict[str, float | str]:
+    """'<task>/<metric>[_<method>]' for genre and language. A task with a single class in the
+    split cannot be scored and is reported as such instead of as a perfect or zero score."""
+    scores: dict[str, float | str] = {}
+    for task in TASKS:
+        if len(np.unique(labels[task])) < 2:
+            scores[f"{task}/best_method"] = "unscored: one class in split"
+            continue
+        scores |= evaluate_task(embeddings, labels[task], task, methods, seed)
+    return scores
+
+
+def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.device,
+                          precision: Precision, count: int = 3) -> Figure:
+    picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).astype(int)
+    batch = dataset.__getitems__(picks.tolist())
+    model.eval()
+    with torch.no_grad(), autocast(device, precision):
+        recon = model(to_device(batch, device)).recon.float().cpu()
+    rows = dataset.cache.rows.set_index("row").loc[batch["row"].numpy()]
+    titles = [f"{r.song_id} @ {r.start_seconds:.0f}s" for r in rows.itertuples()]
+    return plots.reconstruction(batch["mel"][:, 0].numpy(), recon[:, 0].numpy(), titles)
+
+
+def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: torch.device,
+             precision: Precision) -> tuple[dict[str, float | str], dict[str, Figure]]:
+    """Scores on config.eval.split and the figures to log beside them."""
+    dataset = WindowDataset(cache, config["eval"]["split"])
+    if len(dataset) == 0:
+        raise ValueError(f"eval.split '{config['eval']['split']}' has no windows; "
+                         f"set data.val_fraction > 0 or eval.split: train")
+    embeddings, labels = latent_means(model, dataset, device, precision,
+                                      config["train"]["batch_size"])
+    scores = clustering_scores(embeddings, labels, config["eval"]["methods"], config["seed"])
+    names = {task: np.asarray(cache.vocab[task])[labels[task]] for task in TASKS}
+    keep = np.random.default_rng(0).permutation(len(embeddings))[: config["eval"]["projection_points"]]
+    figures = {
+        "plots/latent_projection.png": plots.latent_projection(
+            embeddings[keep], {t: v[keep] for t, v in names.items()}, config["model"]["name"]),
+        "plots/reconstruction.png": reconstruction_figure(model, dataset, device, precision),
+    }
+    return scores, figures

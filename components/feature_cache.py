@@ -1,0 +1,245 @@
+"""The feature cache: decode a catalog in parallel into a float16 log-mel memory map, once.
+
+One folder per (input digest, feature config): windows.f16 (raw [N, n_mels, frames]),
+windows.csv (one row per window), norm.npz (train-split statistics per mel bin),
+skipped.csv (songs left out and why) and manifest.json, written last: a folder without a
+manifest, or whose files disagree with it, is never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from components.audio import FeatureSpec, SongRejected, song_windows
+from components.catalog import Catalog, CatalogError, Song
+
+# Bump when the code that fills a cache changes what it writes.
+CACHE_FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclass
+class FeatureCache:
+    """A prepared, validated cache folder."""
+
+    path: Path
+    manifest: dict[str, Any]
+    rows: pd.DataFrame  # row, song_id, window, start_seconds, language, genre, split
+    windows: np.memmap  # [N, n_mels, frames] float16, un-normalised dB
+    mel_mean: np.ndarray  # [n_mels] from train windows only
+    mel_std: np.ndarray
+
+    @property
+    def digest(self) -> str:
+        return self.manifest["digest"]
+
+    @property
+    def vocab(self) -> dict[str, list[str]]:
+        return self.manifest["vocab"]
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "skipped.csv", dtype=str, keep_default_na=False)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_digest(catalog: Catalog, spec: FeatureSpec, split: SplitSpec) -> str:
+    """Everything that determines the cache content: audio bytes, labels, lyrics, settings, format."""
+    digest = hashlib.sha256()
+    header = {"format": CACHE_FORMAT, "features": asdict(spec), "split": asdict(split)}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for song in sorted(catalog.songs, key=lambda s: s.song_id):
+        lyrics = _file_digest(song.lyrics_path) if song.lyrics_path else ""
+        fields = (song.song_id, song.language, song.genre, song.split or "",
+                  _file_digest(song.path), lyrics)
+        digest.update("\x1f".join(fields).encode() + b"\x1e")
+    return digest.hexdigest()[:20]
+
+
+def _process(args: tuple[Song, FeatureSpec]) -> tuple[Song, np.ndarray | None, list[int], str]:
+    song, spec = args
+    try:
+        mels, starts = song_windows(song.path, spec)
+        return song, mels, starts, ""
+    except SongRejected as err:
+        return song, None, [], str(err)
+
+
+def assign_splits(songs: list[Song], split: SplitSpec) -> dict[str, str]:
+    """Song-level split, stratified by (language, genre): windows of a song never straddle splits.
+
+    Strata are shuffled and interleaved round-robin, so even one song per stratum spreads the
+    held-out songs over different labels. Songs with a split in metadata.csv keep it.
+    """
+    fixed = {s.song_id: s.split for s in songs if s.split}
+    free = [s for s in songs if not s.split]
+    rng = random.Random(split.seed)
+    strata: dict[tuple[str, str], list[str]] = {}
+    for song in sorted(free, key=lambda s: s.song_id):
+        strata.setdefault((song.language, song.genre), []).append(song.song_id)
+    groups = [strata[key] for key in sorted(strata)]
+    for group in groups:
+        rng.shuffle(group)
+    rng.shuffle(groups)
+    order = [group[i] for i in range(max(map(len, groups), default=0)) for group in groups
+             if i < len(group)]
+    n_val = round(len(order) * split.val_fraction)
+    n_test = round(len(order) * split.test_fraction)
+    if split.val_fraction > 0 and len(order) >= 2:
+        n_val = max(n_val, 1)  # tiny corpora still get a validation song
+    assigned = {song_id: "val" for song_id in order[:n_val]}
+    assigned |= {song_id: "test" for song_id in order[n_val : n_val + n_test]}
+    assigned |= {song_id: "train" for song_id in order[n_val + n_test :]}
+    return assigned | fixed
+
+
+def _norm_stats(windows: np.memmap, train_rows: np.ndarray, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel-bin mean/std over every frame of the train windows, streamed in chunks (float64 sums)."""
+    total = np.zeros(n_mels)
+    total_sq = np.zeros(n_mels)
+    count = 0
+    for start in range(0, len(train_rows), 64):
+        chunk = windows[train_rows[start : start + 64]].astype(np.float64)
+        total += chunk.sum(axis=(0, 2))
+        total_sq += (chunk**2).sum(axis=(0, 2))
+        count += chunk.shape[0] * chunk.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-6))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _decode_all(catalog: Catalog, spec: FeatureSpec, workers: int, raw_path: Path):
+    """Stream every song's windows into raw_path; return window rows and skipped songs."""
+    rows, skipped = [], list(catalog.skipped)
+    jobs = [(song, spec) for song in catalog.songs]
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        # forkserver: workers must not inherit a parent's torch/OpenMP thread state. An executor
+        # (not Pool) so a worker that dies raises BrokenProcessPool instead of hanging.
+        pool = ProcessPoolExecutor(min(workers, len(jobs)),
+                                   mp_context=multiprocessing.get_context("forkserver"))
+        results = pool.map(_process, jobs)
+    else:
+        results = map(_process, jobs)
+    try:
+        with open(raw_path, "wb") as raw:
+            for song, mels, starts, reason in tqdm(results, total=len(jobs), desc="decode + mel",
+                                                   unit="song"):
+                if mels is None:
+                    skipped.append((song.song_id, reason))
+                    continue
+                raw.write(np.ascontiguousarray(mels).tobytes())
+                for index, start in enumerate(starts):
+                    rows.append({"song_id": song.song_id, "window": index,
+                                 "start_seconds": round(start / spec.sample_rate, 3),
+                                 "language": song.language, "genre": song.genre})
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return rows, skipped
+
+
+def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_root: Path,
+                workers: int = 0) -> FeatureCache:
+    """Return the cache for (catalog, spec, split), building it if no valid one exists."""
+    digest = input_digest(catalog, spec, split)
+    final = Path(cache_root) / digest
+    cache = open_cache(final)
+    if cache is not None:
+        return cache
+    if final.exists():
+        shutil.rmtree(final)  # stale or truncated: rebuilt below, never trusted
+    workers = workers or os.cpu_count() or 1
+    building = Path(cache_root) / f".building-{digest}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        rows, skipped = _decode_all(catalog, spec, workers, building / "windows.f16")
+        if not rows:
+            reasons = "\n  ".join(f"{sid}: {why}" for sid, why in skipped)
+            raise CatalogError(f"no song produced a window:\n  {reasons}")
+        table = pd.DataFrame(rows)
+        decoded = [s for s in catalog.songs if s.song_id in set(table.song_id)]
+        splits = assign_splits(decoded, split)
+        table["split"] = table.song_id.map(splits)
+        table.insert(0, "row", np.arange(len(table)))
+        windows = np.memmap(building / "windows.f16", dtype=np.float16, mode="r",
+                            shape=(len(table), spec.n_mels, spec.frames))
+        train_rows = table.row[table.split == "train"].to_numpy()
+        if len(train_rows) == 0:
+            raise CatalogError("no song landed in the train split; lower data.val_fraction")
+        mean, std = _norm_stats(windows, train_rows, spec.n_mels)
+        del windows
+        np.savez(building / "norm.npz", mean=mean, std=std)
+        table.to_csv(building / "windows.csv", index=False)
+        pd.DataFrame(skipped, columns=["song", "reason"]).to_csv(building / "skipped.csv", index=False)
+        manifest = {
+            "digest": digest, "format": CACHE_FORMAT, "features": asdict(spec),
+            "split": asdict(split), "shape": [len(table), spec.n_mels, spec.frames],
+            "dtype": "float16", "songs": int(table.song_id.nunique()), "windows": len(table),
+            "skipped": len(skipped),
+            "vocab": {"language": sorted(table.language.unique()), "genre": sorted(table.genre.unique())},
+            "split_counts": {k: int(v) for k, v in table.groupby("split").song_id.nunique().items()},
+            "audio_seconds": round(float(len(table)) * spec.window_seconds, 1),
+            "build_seconds": round(time.perf_counter() - started, 2),
+            "source": str(catalog.root),
+        }
+        (building / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        os.replace(building, final)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    cache = open_cache(final)
+    assert cache is not None, f"cache {final} failed validation right after being built"
+    return cache
+
+
+def open_cache(path: Path) -> FeatureCache | None:
+    """Open a cache folder, or None when it is missing, incomplete or truncated."""
+    manifest_path = Path(path) / MANIFEST
+    if not manifest_path.exists():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        shape = tuple(manifest["shape"])
+        raw = Path(path) / "windows.f16"
+        if manifest.get("format") != CACHE_FORMAT or raw.stat().st_size != int(np.prod(shape)) * 2:
+            return None
+        # Labels and ids stay strings: a song called "nan" or "NA" must not become a float.
+        rows = pd.read_csv(Path(path) / "windows.csv", keep_default_na=False,
+                           dtype={"song_id": str, "language": str, "genre": str, "split": str})
+        norm = np.load(Path(path) / "norm.npz")
+        if len(rows) != shape[0]:
+            return None
+        windows = np.memmap(raw, dtype=np.float16, mode="r", shape=shape)
+        return FeatureCache(Path(path), manifest, rows, windows, norm["mean"], norm["std"])
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,39 @@
+"""The registration table: model name -> class. Name = experiments/<name>.yaml stem = MLflow tag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.models.base import VAE, Batch, VAEOutput
+from components.models.basic_vae import BasicVAE
+from components.models.conv_vae import ConvVAE
+
+MODELS: dict[str, type[VAE]] = {
+    "basic_vae": BasicVAE,
+    "conv_vae": ConvVAE,
+}
+
+
+def input_shape_of(config: dict[str, Any]) -> tuple[int, int]:
+    """(n_mels, frames) of a window under the config's feature settings."""
+    from components.audio import FeatureSpec
+
+    spec = FeatureSpec(**config["features"])
+    return spec.n_mels, spec.frames
+
+
+def build_model(name: str, config: dict[str, Any] | None = None) -> VAE:
+    """Build a model by name; without a config, the full-size model of experiments/<name>.yaml."""
+    from components.config import ConfigError, load_config
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'. Valid models: {', '.join(sorted(MODELS))}")
+    config = config if config is not None else load_config(name)
+    return MODELS[name].from_config(config, input_shape_of(config))
+
+
+def count_parameters(model: VAE) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MODELS", "VAE", "Batch", "VAEOutput", "build_model", "count_parameters", "input_shape_of"]

@@ -1,0 +1,86 @@
+"""The interface every architecture shares: forward on a batch dict, loss terms, embeddings."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+Batch = dict[str, Tensor]  # "mel": [B, 1, n_mels, T] normalised log-mel; "genre"/"language": [B] int64
+
+
+@dataclass
+class VAEOutput:
+    recon: Tensor  # [B, 1, n_mels, T]
+    mu: Tensor  # [B, latent]
+    logvar: Tensor  # [B, latent]
+    z: Tensor  # [B, latent]
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims -> [B]."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
+def summed_squared_error(recon: Tensor, target: Tensor) -> Tensor:
+    """Squared error summed over every feature of an example -> [B] (float32 even under AMP)."""
+    return (recon.float() - target.float()).pow(2).flatten(1).sum(dim=1)
+
+
+class VAE(nn.Module, ABC):
+    """Base VAE. Subclasses implement encode and decode; the loss and sampling live here once.
+
+    Loss scale (the same for every architecture): reconstruction summed over features and
+    KL summed over latent dims, each averaged over the batch; beta * warm-up weight on KL.
+    """
+
+    def __init__(self, input_shape: tuple[int, int], latent_dim: int, beta: float = 1.0,
+                 kl_warmup_epochs: int = 0) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)  # (n_mels, frames)
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> VAE:
+        model = config["model"]
+        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
+                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
+                   beta=model["beta"], kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
+
+    @abstractmethod
+    def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """-> (mu, logvar), each [B, latent]."""
+
+    @abstractmethod
+    def decode(self, z: Tensor, batch: Batch) -> Tensor:
+        """[B, latent] -> reconstruction [B, 1, n_mels, T]."""
+
+    def forward(self, batch: Batch) -> VAEOutput:
+        mu, logvar = self.encode(batch)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu
+        return VAEOutput(recon=self.decode(z, batch), mu=mu, logvar=logvar, z=z)
+
+    def kl_weight(self, epoch: int) -> float:
+        """beta, ramped linearly from 0 over the warm-up epochs (epoch counts from 0)."""
+        if self.kl_warmup_epochs <= 0:
+            return self.beta
+        return self.beta * min(1.0, (epoch + 1) / self.kl_warmup_epochs)
+
+    def loss(self, batch: Batch, out: VAEOutput, epoch: int) -> dict[str, Tensor]:
+        """-> {'total', 'recon', 'kl'}: batch means, float32."""
+        recon = summed_squared_error(out.recon, batch["mel"]).mean()
+        kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
+        return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl}
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> Tensor:
+        """Latent means [B, latent]: what clustering and the served model use."""
+        return self.encode(batch)[0]

@@ -1,0 +1,46 @@
+"""Conv VAE: the report's 4-layer convolutional encoder/decoder with a flattened bottleneck."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from components.models.base import VAE, Batch
+from components.models.blocks import announce_fit, conv_down, conv_encoder_shape, conv_up, fit_to
+
+
+class ConvVAE(VAE):
+    """[B, 1, n_mels, T] -> conv_down x len(hidden_dims) -> flatten [B, C*h*w] -> mu, logvar
+    -> Linear -> [B, C, h, w] -> conv_up ... -> ConvT to 1 channel -> fit to (n_mels, T).
+
+    At 128 x 1292 the encoder map is 256 x 8 x 80 and the decoder yields 128 x 1280, padded to
+    1292 by edge replication (announced at build). Full size: 64,458,049 parameters.
+    """
+
+    def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
+                 dropout: float, beta: float = 1.0, kl_warmup_epochs: int = 0,
+                 extra_in_channels: int = 0, extra_features: int = 0) -> None:
+        super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
+        # extra_in_channels / extra_features let conditional subclasses join a condition
+        # to the input planes and to the flattened features without rewriting this class.
+        channels = [1 + extra_in_channels, *hidden_dims]
+        self.encoder = nn.Sequential(*(conv_down(a, b, dropout) for a, b in zip(channels, channels[1:])))
+        self.map_shape = (hidden_dims[-1], *conv_encoder_shape(input_shape, len(hidden_dims)))
+        flat = math.prod(self.map_shape)
+        self.fc_mu = nn.Linear(flat + extra_features, latent_dim)
+        self.fc_logvar = nn.Linear(flat + extra_features, latent_dim)
+        self.fc_decode = nn.Linear(latent_dim + extra_features, flat)
+        back = list(reversed(hidden_dims))
+        self.decoder = nn.Sequential(*(conv_up(a, b, dropout) for a, b in zip(back, back[1:])),
+                                     nn.ConvTranspose2d(back[-1], 1, 4, stride=2, padding=1))
+        scale = 2 ** len(hidden_dims)
+        announce_fit((self.map_shape[1] * scale, self.map_shape[2] * scale), self.input_shape)
+
+    def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        hidden = self.encoder(batch["mel"]).flatten(1)
+        return self.fc_mu(hidden), self.fc_logvar(hidden)
+
+    def decode(self, z: Tensor, batch: Batch) -> Tensor:
+        hidden = self.fc_decode(z).view(-1, *self.map_shape)
+        return fit_to(self.decoder(hidden), self.input_shape)

@@ -1,0 +1,33 @@
+"""Config -> catalog -> feature cache: the prepare step, shared by `-e prepare` and training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.audio import FeatureSpec
+from components.catalog import read_catalog
+from components.config import PROJECT_ROOT
+from components.demo_corpus import generate_demo_corpus
+from components.feature_cache import FeatureCache, SplitSpec, build_cache
+
+
+def _project_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def resolve_source(data: dict[str, Any]) -> Path:
+    """'demo' -> the generated demo corpus (made on first use); otherwise the given path."""
+    if data["source"] == "demo":
+        return generate_demo_corpus(_project_path(data["demo_dir"]), data["demo_songs_per_cell"])
+    return Path(data["source"]).expanduser().resolve()
+
+
+def prepare_features(config: dict[str, Any]) -> FeatureCache:
+    """Read the cache for this input + feature config, building it when missing or invalid."""
+    data = config["data"]
+    catalog = read_catalog(resolve_source(data), data["languages"], data["genres"])
+    split = SplitSpec(data["val_fraction"], data["test_fraction"], data["split_seed"])
+    return build_cache(catalog, FeatureSpec(**config["features"]), split,
+                       _project_path(data["cache_dir"]), workers=data["decode_workers"])

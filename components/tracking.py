@@ -1,0 +1,197 @@
+"""Every MLflow call of the platform, so API churn touches one file.
+
+Default store: SQLite `mlflow.db` in the project root. Under `mlflow run` the project run is
+continued (MLFLOW_RUN_ID); `--resume RUN_ID` re-opens a run to continue its training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+import yaml
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from components.config import PROJECT_ROOT, config_hash, flatten
+from components.feature_cache import FeatureCache
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def warn_if_gpu_metrics_missing() -> None:
+    """MLflow only logs at debug level when NVML is missing (mlflow#7983): say it out loud."""
+    if not torch.cuda.is_available():
+        return
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as err:  # any NVML failure means no GPU system metrics
+        log.warning("CUDA is present but NVML is not usable (%s): MLflow will log no GPU system "
+                    "metrics. Install nvidia-ml-py (pinned in requirements.txt).", err)
+
+
+@contextlib.contextmanager
+def run(config: dict[str, Any], resume_run_id: str | None = None,
+        run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Open (or continue) the run; mark it FAILED with the error as a tag if the body raises."""
+    mlflow.set_tracking_uri(tracking_uri())
+    if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id:
+        mlflow.set_experiment(config["tracking"]["experiment"])
+    warn_if_gpu_metrics_missing()
+    active = mlflow.start_run(run_id=resume_run_id, run_name=run_name,
+                              log_system_metrics=config["tracking"]["system_metrics"])
+    try:
+        yield active
+    except BaseException as err:
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        mlflow.flush_async_logging()
+        # KeyboardInterrupt/SIGTERM leave the run KILLED, errors FAILED; both resume later.
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        mlflow.end_run(status=status)
+        raise
+    mlflow.flush_async_logging()
+    mlflow.end_run()
+
+
+def _same_value(logged: str, value: Any) -> bool:
+    try:
+        return yaml.safe_load(logged) == value or logged == str(value)
+    except yaml.YAMLError:
+        return logged == str(value)
+
+
+def log_config(config: dict[str, Any], files: list[Path]) -> None:
+    """Every resolved value as a param (dotted key), the config files and the resolved YAML.
+
+    `mlflow run` logs its -P params first; a key it logged with the same value (e.g. '1e-3' vs
+    0.001) is not logged again, since MLflow refuses to change a param.
+    """
+    existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    params = {}
+    for key, value in flatten(config).items():
+        if key in existing and _same_value(existing[key], value):
+            continue
+        params[key] = value
+    if params:
+        mlflow.log_params(params, synchronous=True)
+    mlflow.set_tags({"config_hash": config_hash(config), "model": config["model"]["name"]})
+    for path in files:
+        mlflow.log_artifact(str(path), artifact_path="config")
+    mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config/resolved.yaml")
+
+
+def log_environment(device: torch.device, precision_label: str, precision_reason: str) -> None:
+    tags = {"device": str(device), "precision": precision_label, "precision_reason": precision_reason,
+            "torch": torch.__version__}
+    if device.type == "cuda":
+        tags["gpu"] = torch.cuda.get_device_name(device)
+    commit = _git_commit()
+    if commit and "mlflow.source.git.commit" not in mlflow.active_run().data.tags:
+        tags["mlflow.source.git.commit"] = commit
+    mlflow.set_tags(tags)
+
+
+def log_dataset(cache: FeatureCache) -> None:
+    """The feature cache as an MLflow dataset input, with our own digest of all its inputs."""
+    dataset = MetaDataset(source=LocalArtifactDatasetSource(str(cache.path)),
+                          name=f"features-{cache.digest[:8]}", digest=cache.digest)
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_artifact(str(cache.path / "manifest.json"), artifact_path="data")
+    mlflow.log_artifact(str(cache.path / "skipped.csv"), artifact_path="data")
+    mlflow.log_params({"data.cache_digest": cache.digest, "data.windows": cache.manifest["windows"],
+                       "data.songs": cache.manifest["songs"]})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Numeric metrics, asynchronously (flushed when the run ends); strings become tags."""
+    numeric = {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
+    text = {k: v for k, v in metrics.items() if isinstance(v, str)}
+    if numeric:
+        mlflow.log_metrics(numeric, step=step, synchronous=False)
+    if text:
+        mlflow.set_tags(text)
+
+
+def log_missing_epochs(history: list[dict[str, float]]) -> None:
+    """After a resume: re-log epochs the checkpoint saw but MLflow never received (a kill between
+    the checkpoint write and the async flush), so each epoch appears exactly once."""
+    client = mlflow.MlflowClient()
+    logged = {m.step for m in client.get_metric_history(active_run_id(), "train/loss")}
+    for entry in history:
+        epoch = int(entry["epoch"])
+        if epoch not in logged:
+            metrics = {k: v for k, v in entry.items() if k != "epoch"}
+            mlflow.log_metrics(metrics, step=epoch, synchronous=True)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    mlflow.log_params(params)
+
+
+def log_gpu_memory(device: torch.device, step: int | None = None) -> None:
+    """Peak memory from torch's allocator (the part MLflow's NVML sampling cannot see)."""
+    if device.type != "cuda":
+        return
+    mlflow.log_metrics({
+        "gpu/mem_allocated_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+        "gpu/mem_reserved_peak_mb": torch.cuda.max_memory_reserved(device) / 2**20,
+    }, step=step, synchronous=False)
+
+
+def log_figure(figure: Any, path: str) -> None:
+    mlflow.log_figure(figure, path)
+
+
+def log_table(frame: Any, path: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(path).name
+        frame.to_csv(target, index=False)
+        mlflow.log_artifact(str(target), artifact_path=str(Path(path).parent))
+
+
+def log_model(encoder: torch.nn.Module, n_mels: int, frames: int, latent_dim: int) -> str:
+    """Log the embedding model with the pytorch flavour; returns its models:/ URI.
+
+    Pickle format (not pt2) keeps the Python object, so mlflow.pytorch.load_model gives back
+    a module with .vae / .embed; code_paths carries components/ so it loads outside the repo.
+    """
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, n_mels, frames))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
+    )
+    info = mlflow.pytorch.log_model(
+        encoder.cpu().eval(), name="model", signature=signature, serialization_format="pickle",
+        code_paths=[str(PROJECT_ROOT / "components")],
+        pip_requirements=str(PROJECT_ROOT / "requirements.txt"),
+    )
+    return info.model_uri
+
+
+def active_run_id() -> str:
+    return mlflow.active_run().info.run_id

@@ -1,0 +1,32 @@
+"""Prepare the feature cache (decode, window, log-mel, split, normalisation statistics).
+
+    mlflow run . -e prepare -P data=path/to/metadata.csv --env-manager local
+    python -m pipelines.prepare --model conv_vae [--data PATH]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from components import tracking
+from components.preparation import prepare_features
+from pipelines.arguments import parser, resolve
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, extra = parser(__doc__.splitlines()[0]).parse_known_args(argv)
+    config = resolve(args, extra)
+    with tracking.run(config, run_name="prepare"):
+        cache = prepare_features(config)
+        tracking.log_dataset(cache)
+        tracking.log_metrics({"prepare/build_seconds": cache.manifest["build_seconds"],
+                              "prepare/skipped_songs": cache.manifest["skipped"]})
+    skipped = cache.skipped
+    print(f"cache {cache.path}: {cache.manifest['windows']} windows from {cache.manifest['songs']} "
+          f"songs, {len(skipped)} skipped")
+    for row in skipped.itertuples():
+        print(f"  skipped {row.song}: {row.reason}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

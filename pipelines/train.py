@@ -1,0 +1,108 @@
+"""Train one architecture and log everything to one MLflow run.
+
+    mlflow run . -P model=conv_vae --env-manager local          # train
+    mlflow run . --run-id <RUN_ID> -P model=conv_vae ...        # resume an interrupted run
+    python -m pipelines.train --model conv_vae [--resume RUN_ID] [--train.epochs 10]
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from components import checkpoint, tracking
+from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
+from components.dataset import WindowDataset, make_loader
+from components.evaluation import evaluate
+from components.latent_encoder import LatentEncoder
+from components.mfcc_baseline import baseline_scores
+from components.models import build_model, count_parameters, input_shape_of
+from components.preparation import prepare_features
+from components.training import Trainer
+from pipelines.arguments import parser, resolve
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def checkpoint_dir(config: dict[str, Any], run_id: str) -> Path:
+    root = Path(config["train"]["checkpoint_dir"])
+    return (root if root.is_absolute() else PROJECT_ROOT / root) / run_id
+
+
+def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A resumed run keeps the config it started with; a different one would be another run."""
+    saved = checkpoint.load(directory / checkpoint.LAST)["config"]
+    changed = {k: (v, flatten(config).get(k)) for k, v in flatten(saved).items()
+               if flatten(config).get(k) != v}
+    if changed:
+        raise ConfigError(f"resuming {directory.name} with a different config: {changed}. "
+                          f"Resume with the original settings, or start a new run.")
+    return saved
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--resume", default="", help="MLflow run id whose checkpoint to continue")
+    args, extra = p.parse_known_args(argv)
+    config = resolve(args, extra)
+    with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
+        run_id = tracking.active_run_id()
+        directory = checkpoint_dir(config, run_id)
+        resuming = (directory / checkpoint.LAST).exists()
+        if resuming:
+            config = config_for_resume(config, directory)
+        seed_everything(config["seed"])
+        tracking.log_config(config, [experiment_file("defaults"), experiment_file(args.model)])
+
+        cache = prepare_features(config)
+        tracking.log_dataset(cache)
+        train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
+        batch_size = config["train"]["batch_size"]
+        if batch_size > len(train_set):
+            raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
+                              f"train windows; set train.batch_size to at most {len(train_set)}")
+        if len(val_set) == 0:
+            raise ConfigError("the validation split is empty; set data.val_fraction > 0")
+
+        model = build_model(args.model, config)
+        trainer = Trainer(model, config, directory, run_id,
+                          on_epoch=lambda metrics, step: (tracking.log_metrics(metrics, step),
+                                                          tracking.log_gpu_memory(trainer.device, step)))
+        if trainer.resume():
+            print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
+            tracking.log_missing_epochs(trainer.state.history)
+        tracking.log_params({"model.parameter_count": count_parameters(model)})
+        tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
+        pin = trainer.device.type == "cuda"
+        workers = config["train"]["num_workers"]
+        state = trainer.fit(
+            make_loader(train_set, batch_size, True, config["seed"], workers, pin),
+            make_loader(val_set, batch_size, False, config["seed"], workers, pin))
+
+        trainer.load_best()
+        scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision)
+        scores |= baseline_scores(cache, config["eval"]["split"], config["seed"])
+        tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
+                                       "train/epochs_run": state.epoch + 1})
+        tracking.log_gpu_memory(trainer.device)
+        for path, figure in figures.items():
+            tracking.log_figure(figure, path)
+        n_mels, frames = input_shape_of(config)
+        encoder = LatentEncoder(trainer.model, cache.mel_mean, cache.mel_std)
+        model_uri = tracking.log_model(encoder, n_mels, frames, config["model"]["latent_dim"])
+        print(f"run {run_id} finished: model {model_uri}; "
+              + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
+                          if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))
+    return run_id
+
+
+if __name__ == "__main__":
+    main()

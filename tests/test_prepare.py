@@ -1,0 +1,170 @@
+"""prepare on real audio files: windows, bad input, song-level split, train-only statistics, caching."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from components.audio import FeatureSpec, SongRejected, decode, window_starts
+from components.catalog import CatalogError, read_catalog
+from components.feature_cache import open_cache
+from components.preparation import prepare_features
+from tests.conftest import write_tone
+
+
+def full_spec(**changes) -> FeatureSpec:
+    values = dict(sample_rate=22050, window_seconds=30.0, hop_seconds=20.0, min_tail_seconds=10.0,
+                  n_mels=128, n_fft=2048, hop_length=512, silence_db=-60.0)
+    return FeatureSpec(**(values | changes))
+
+
+def test_report_window_is_128_by_1292():
+    spec = full_spec()
+    assert (spec.n_mels, spec.frames) == (128, 1292)
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (29.9, []),            # shorter than one window: no window (the song is skipped)
+    (30.0, [0]),
+    (45.0, [0, 15]),       # 15 s tail after 0-30 s >= 10 s: one end-aligned window
+    (39.0, [0]),           # 9 s tail: dropped
+    (70.0, [0, 20, 40]),
+    (75.0, [0, 20, 40]),   # 5 s tail: dropped
+    (80.0, [0, 20, 40, 50]),
+])
+def test_window_starts(seconds, expected):
+    spec = full_spec()
+    starts = [s / spec.sample_rate for s in window_starts(int(seconds * spec.sample_rate), spec)]
+    assert starts == pytest.approx(expected)
+
+
+def test_decode_any_rate_and_channel_count_to_mono_22050(tmp_path):
+    path = write_tone(tmp_path / "x.flac", 3.0, sr=44100, channels=2)
+    samples = decode(path, 22050)
+    assert samples.ndim == 1 and samples.dtype == np.float32
+    assert len(samples) == pytest.approx(3 * 22050, abs=2)
+
+
+def _tiny_config(tiny_config, source: Path, *extra: str) -> dict:
+    return tiny_config("conv_vae", f"data.source={source}", *extra)
+
+
+def _copy_corpus(corpus: Path, target: Path) -> Path:
+    shutil.copytree(corpus.parent, target)
+    return target / "metadata.csv"
+
+
+def _append_rows(metadata: Path, rows: list[list[str]]) -> None:
+    with open(metadata, "a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def test_missing_files_are_listed_together_before_any_work(corpus, tmp_path):
+    metadata = _copy_corpus(corpus, tmp_path / "data")
+    _append_rows(metadata, [["gone1", "audio/nope1.wav", "english", "pop", ""],
+                            ["gone2", "audio/nope2.flac", "hindi", "rock", "lyrics/nope2.txt"]])
+    with pytest.raises(CatalogError) as err:
+        read_catalog(metadata)
+    message = str(err.value)
+    assert "3 file(s)" in message and "nope1.wav" in message and "nope2.flac" in message
+    assert "nope2.txt" in message
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_prepared(corpus, tmp_path, tiny_config):
+    metadata = _copy_corpus(corpus, tmp_path / "data")
+    audio = metadata.parent / "audio"
+    (audio / "empty.wav").write_bytes(b"")
+    (audio / "corrupt.flac").write_bytes(b"fLaC" + os.urandom(2000))
+    write_tone(audio / "silent.wav", 5.0, amplitude=0.0)
+    write_tone(audio / "short.wav", 1.0)
+    nan = write_tone(audio / "nan.wav", 5.0, subtype="FLOAT")
+    data, sr = sf.read(nan)
+    data[100] = np.nan
+    sf.write(nan, data, sr, subtype="FLOAT")
+    (audio / "notes.txt").write_text("not audio")
+    _append_rows(metadata, [
+        ["empty", "audio/empty.wav", "english", "pop", ""],
+        ["corrupt", "audio/corrupt.flac", "english", "pop", ""],
+        ["silent", "audio/silent.wav", "english", "pop", ""],
+        ["short", "audio/short.wav", "english", "pop", ""],
+        ["nan", "audio/nan.wav", "english", "pop", ""],
+        ["wrongext", "audio/notes.txt", "english", "pop", ""],
+        ["typo", audio.name + "/" + sorted(p.name for p in audio.glob("*.wav"))[0], "englsh", "pop", ""],
+    ])
+    config = _tiny_config(tiny_config, metadata, "data.languages=[arabic, english, hindi, spanish]")
+    cache = prepare_features(config)
+    reasons = dict(cache.skipped.itertuples(index=False))
+    assert "empty" in reasons["empty"]
+    assert "cannot be decoded" in reasons["corrupt"]
+    assert "silent" in reasons["silent"]
+    assert "too short" in reasons["short"]
+    assert "NaN" in reasons["nan"]
+    assert "unsupported extension" in reasons["wrongext"]
+    assert "unknown language 'englsh'" in reasons["typo"] and "english" in reasons["typo"]
+    assert set(cache.rows.song_id) == {s.song_id for s in read_catalog(corpus).songs}
+
+
+def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
+    config = _tiny_config(tiny_config, corpus)
+    cache = prepare_features(config)
+    rows = cache.rows
+    assert cache.windows.shape == (len(rows), 16, 173) and cache.windows.dtype == np.float16
+    splits_per_song = rows.groupby("song_id").split.nunique()
+    assert (splits_per_song == 1).all(), "a song's windows straddle splits"
+    assert set(rows.split) == {"train", "val"}
+    train = np.asarray(cache.windows[rows.row[rows.split == "train"].to_numpy()], dtype=np.float64)
+    assert np.allclose(cache.mel_mean, train.mean(axis=(0, 2)), atol=1e-3)
+    assert np.allclose(cache.mel_std, train.std(axis=(0, 2)), rtol=1e-3)
+    assert cache.vocab == {"language": ["arabic", "english", "hindi", "spanish"],
+                           "genre": ["hiphop", "pop", "rock"]}
+    built = (cache.path / "manifest.json").stat().st_mtime_ns
+    again = prepare_features(config)
+    assert again.path == cache.path and (again.path / "manifest.json").stat().st_mtime_ns == built
+    other = prepare_features(_tiny_config(tiny_config, corpus, "features.n_mels=8"))
+    assert other.path != cache.path  # keyed by the feature config too
+
+
+def test_truncated_or_unfinished_cache_is_rebuilt(corpus, tiny_config):
+    config = _tiny_config(tiny_config, corpus)
+    cache = prepare_features(config)
+    with open(cache.path / "windows.f16", "r+b") as handle:
+        handle.truncate(100)
+    assert open_cache(cache.path) is None
+    rebuilt = prepare_features(config)
+    assert rebuilt.windows.shape == cache.windows.shape
+    (rebuilt.path / "manifest.json").unlink()  # as if a build died before its last write
+    assert open_cache(rebuilt.path) is None
+    assert prepare_features(config).windows.shape == cache.windows.shape
+
+
+def test_folder_layout_is_read_with_lyrics(tmp_path):
+    write_tone(tmp_path / "english" / "pop" / "a.wav", 31)
+    (tmp_path / "english" / "pop" / "a.txt").write_text("hello", encoding="utf-8")
+    write_tone(tmp_path / "hindi" / "rock" / "b.wav", 31)
+    write_tone(tmp_path / "stray.wav", 31)
+    catalog = read_catalog(tmp_path)
+    songs = {s.song_id: s for s in catalog.songs}
+    assert set(songs) == {"english/pop/a", "hindi/rock/b"}
+    assert songs["english/pop/a"].lyrics_path.name == "a.txt"
+    assert catalog.skipped and "stray.wav" in catalog.skipped[0][0]
+
+
+def test_duplicate_ids_and_escaping_paths_are_errors(tmp_path):
+    write_tone(tmp_path / "a.wav", 31)
+    (tmp_path / "metadata.csv").write_text(
+        "song_id,path,language,genre\nx,a.wav,english,pop\nx,a.wav,english,pop\ny,../../etc/passwd,english,pop\n")
+    with pytest.raises(CatalogError, match="duplicate song_id 'x'") as err:
+        read_catalog(tmp_path / "metadata.csv")
+    assert "escapes the data root" in str(err.value)
+
+
+def test_song_rejected_for_too_short_audio(tmp_path):
+    from components.audio import song_windows
+    with pytest.raises(SongRejected, match="too short"):
+        song_windows(write_tone(tmp_path / "s.wav", 5.0), full_spec())

@@ -1,0 +1,91 @@
+"""The train entry point end to end on real audio with a real MLflow SQLite store, and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from components.config import PROJECT_ROOT
+from pipelines.train import main as train
+from tests.conftest import tiny_overrides
+
+METRICS = [f"{task}/{m}{suffix}" for task in ("genre", "language")
+           for m in ("nmi", "ari", "silhouette")
+           for suffix in ("", "_kmeans", "_agglomerative", "_gmm")]
+
+
+def _args(tmp_path, corpus, *extra):
+    overrides = tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", *extra)
+    return ["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)]
+
+
+def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflow_store):
+    run_id = train(_args(tmp_path, corpus))
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for name in ["train/loss", "val/loss", "val/recon", "val/kl", *METRICS, "baseline/genre/nmi"]:
+        assert name in run.data.metrics, f"missing metric {name}"
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val/loss")
+    assert sorted(m.step for m in history) == [0, 1]
+    params = run.data.params
+    assert params["train.lr"] == "0.0001" and params["model.name"] == "conv_vae"
+    assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
+    assert {"device", "config_hash", "precision", "genre/best_method"} <= set(run.data.tags)
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest == params["data.cache_digest"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
+    assert {"plots/latent_projection.png", "plots/reconstruction.png"} <= artifacts
+
+    model_uri = next(iter(mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'",
+                                                      output_format="list"))).model_uri
+    encoder = mlflow.pytorch.load_model(model_uri)
+    mel = torch.randn(3, 1, 16, 173) * 10 - 40
+    assert encoder(mel).shape == (3, 8)
+    assert encoder.vae.embed({"mel": encoder.normalise(mel)}).shape == (3, 8)
+    served = mlflow.pyfunc.load_model(model_uri).predict(mel.numpy())
+    assert np.allclose(served, encoder(mel).numpy(), atol=1e-5)
+
+
+def test_interrupted_run_resumes_in_the_same_mlflow_run(tmp_path, corpus, mlflow_store):
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    args = _args(tmp_path, corpus, "train.epochs=4", "train.early_stopping_patience=10")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.train", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "checkpoints"
+    deadline = time.time() + 240
+    while not list(checkpoints.glob("*/last.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (last,) = checkpoints.glob("*/last.pt")
+    run_id = last.parent.name
+    assert mlflow.get_run(run_id).info.status == "RUNNING"  # what a kill leaves behind
+    epoch_at_kill = torch.load(last, weights_only=True)["state"]["epoch"]
+    assert epoch_at_kill < 3, "the run finished before it could be interrupted"
+
+    assert train([*args, "--resume", run_id]) == run_id
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train/loss")]
+    assert sorted(steps) == [0, 1, 2, 3], "each epoch logged exactly once across the interruption"
+    assert run.data.metrics["train/epochs_run"] == 4
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path, corpus, mlflow_store):
+    from components.config import ConfigError
+    run_id = train(_args(tmp_path, corpus, "train.epochs=1"))
+    with pytest.raises(ConfigError, match="different config"):
+        train([*_args(tmp_path, corpus, "train.epochs=1", "model.latent_dim=4"), "--resume", run_id])
+
+
+def test_batch_larger_than_data_is_a_clear_error(tmp_path, corpus, mlflow_store):
+    from components.config import ConfigError
+    with pytest.raises(ConfigError, match="train.batch_size=100000 is larger"):
+        train(_args(tmp_path, corpus, "train.batch_size=100000"))
