@@ -100,6 +100,17 @@ def get_dotted(config: dict[str, Any], key: str) -> Any:
     return node
 
 
+def parse_value(raw: str) -> Any:
+    """A command-line value as YAML, except that 1e-4 is a float (YAML 1.1 reads it as a string)."""
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            pass
+    return value
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['train.lr=1e-3', 'model.hidden_dims=[8,16]'] -> nested dict, values parsed as YAML."""
     nested: dict[str, Any] = {}
@@ -107,13 +118,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
-        # YAML reads 1e-4 as a string (no dot); numbers written that way are common in lr overrides.
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value.lower() for c in ".e") else int(value)
-            except ValueError:
-                pass
+        value = parse_value(raw)
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:

@@ -24,7 +24,7 @@ from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from components.config import PROJECT_ROOT, config_hash, flatten
+from components.config import PROJECT_ROOT, config_hash, flatten, parse_value
 from components.feature_cache import FeatureCache
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def run(config: dict[str, Any], resume_run_id: str | None = None,
 
 def _same_value(logged: str, value: Any) -> bool:
     try:
-        return yaml.safe_load(logged) == value or logged == str(value)
+        return parse_value(logged) == value or logged == str(value)
     except yaml.YAMLError:
         return logged == str(value)
 

@@ -39,7 +39,8 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert params["train.lr"] == "0.0001" and params["model.name"] == "conv_vae"
     assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
     assert {"device", "config_hash", "precision", "genre/best_method"} <= set(run.data.tags)
-    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest == params["data.cache_digest"]
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == params["data.cache_digest"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
     assert {"plots/latent_projection.png", "plots/reconstruction.png"} <= artifacts
 

@@ -1,0 +1,39 @@
+"""`mlflow run .` itself (MLproject, -P overrides, param logging) on a tiny corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+
+from components.config import PROJECT_ROOT
+from tests.conftest import tiny_overrides
+
+
+def test_mlflow_run_trains_and_accepts_undeclared_overrides(tmp_path, corpus, mlflow_store):
+    overrides = " ".join(tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", "train.epochs=1"))
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "--env-manager", "local",
+         "-P", "model=basic_vae", "-P", f"data={corpus}",
+         "-P", f"overrides={overrides} model.hidden_dims=[16,8]",
+         "-P", "train.lr=1e-3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "basic_vae" and run.data.params["train.lr"] == "1e-3"
+    assert run.data.params["model.hidden_dims"] == "[16, 8]"
+    assert "genre/nmi" in run.data.metrics and "language/silhouette" in run.data.metrics
+
+
+def test_mlflow_run_rejects_an_unknown_model(tmp_path, mlflow_store):
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "--env-manager", "local",
+         "-P", "model=resnet_vae"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "unknown model 'resnet_vae'. Valid models: basic_vae, conv_vae" in result.stderr
