@@ -21,6 +21,7 @@ from tqdm import tqdm
 from components import checkpoint
 from components.checkpoint import TrainState
 from components.models import VAE, Batch
+from components.models.base import AFTER_WARMUP
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 
@@ -76,9 +77,9 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device, precision: Precision,
-                  epoch: int) -> dict[str, float]:
-    """Mean loss terms over a loader, eval mode, no gradients."""
+def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device,
+                  precision: Precision) -> dict[str, float]:
+    """Mean loss terms over a loader, eval mode, no gradients, full KL weight (AFTER_WARMUP)."""
     model.eval()
     sums: dict[str, float] = {}
     count = 0
@@ -87,7 +88,7 @@ def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device, precisio
             batch = to_device(batch, device)
             with autocast(device, precision):
                 out = model(batch)
-            terms = model.loss(batch, out, epoch)
+            terms = model.loss(batch, out, AFTER_WARMUP)
             size = batch["mel"].shape[0]
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * size
@@ -150,7 +151,7 @@ class Trainer:
             if not torch.isfinite(terms["total"]):
                 raise NonFiniteLoss(
                     f"non-finite loss at epoch {epoch}, batch {step} "
-                    f"({ {k: float(v) for k, v in terms.items()} }); the last good checkpoint is "
+                    f"({ {k: float(v.detach()) for k, v in terms.items()} }); the last good checkpoint is "
                     f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
                     f"{self.config['train']['lr']}) or train.grad_clip and resume or rerun.")
             self.optimizer.zero_grad(set_to_none=True)
@@ -179,7 +180,7 @@ class Trainer:
                 break
             started = time.perf_counter()
             train_terms = self._train_epoch(train_loader, epoch)
-            val_terms = evaluate_loss(self.model, val_loader, self.device, self.precision, epoch)
+            val_terms = evaluate_loss(self.model, val_loader, self.device, self.precision)
             if not math.isfinite(val_terms["total"]):
                 raise NonFiniteLoss(f"non-finite validation loss at epoch {epoch}: {val_terms}; "
                                     f"last good checkpoint {self.checkpoint_dir / checkpoint.LAST}")

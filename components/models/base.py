@@ -9,6 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+# Pass as `epoch` to score the full objective (KL weight = beta): validation uses it, so that
+# val/loss compares across epochs and the warm-up cannot fake an early best epoch.
+AFTER_WARMUP = 1 << 30
+
 Batch = dict[str, Tensor]  # "mel": [B, 1, n_mels, T] normalised log-mel; "genre"/"language": [B] int64
 
 
