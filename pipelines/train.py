@@ -20,7 +20,7 @@ from components.dataset import WindowDataset, make_loader
 from components.evaluation import evaluate
 from components.latent_encoder import LatentEncoder
 from components.mfcc_baseline import baseline_scores
-from components.models import build_model, count_parameters, input_shape_of
+from components.models import adapt_to_data, build_model, count_parameters, input_shape_of
 from components.preparation import prepare_features
 from components.training import Trainer
 from pipelines.arguments import parser, resolve
@@ -55,15 +55,17 @@ def main(argv: list[str] | None = None) -> str:
     config = resolve(args, extra)
     with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
         run_id = tracking.active_run_id()
+        cache = prepare_features(config)
+        config = adapt_to_data(config, cache.vocab)
         directory = checkpoint_dir(config, run_id)
-        resuming = (directory / checkpoint.LAST).exists()
-        if resuming:
+        if (directory / checkpoint.LAST).exists():
             config = config_for_resume(config, directory)
         seed_everything(config["seed"])
         tracking.log_config(config, [experiment_file("defaults"), experiment_file(args.model)])
-
-        cache = prepare_features(config)
         tracking.log_dataset(cache)
+        if config["model"]["condition_on"]:
+            # Its score on this label is not unsupervised: say so wherever the run is compared.
+            tracking.log_metrics({"label_conditioned": config["model"]["condition_on"]})
         train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
         batch_size = config["train"]["batch_size"]
         if batch_size > len(train_set):

@@ -36,4 +36,4 @@ def test_mlflow_run_rejects_an_unknown_model(tmp_path, mlflow_store):
         [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "--env-manager", "local",
          "-P", "model=resnet_vae"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "unknown model 'resnet_vae'. Valid models: basic_vae, conv_vae" in result.stderr
+    assert "unknown model 'resnet_vae'. Valid models: basic_vae, beta_vae, conv_vae" in result.stderr

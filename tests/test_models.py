@@ -10,12 +10,14 @@ from components.models import MODELS, build_model, count_parameters
 from components.models.base import gaussian_kl
 from components.models.blocks import fit_to
 
-REPORT_PARAMETERS = {"basic_vae": 5_488_032, "conv_vae": 64_458_049}
+REPORT_PARAMETERS = {"basic_vae": 5_488_032, "conv_vae": 64_458_049, "beta_vae": 64_458_049,
+                     "cvae_language": 69_709_761, "cvae_genre": 69_709_729}
 
 
 @pytest.mark.parametrize("name", sorted(REPORT_PARAMETERS))
 def test_full_size_parameter_count_matches_report(name):
     assert count_parameters(build_model(name)) == REPORT_PARAMETERS[name]
+
 
 
 def test_full_size_conv_decoder_is_padded_from_1280_to_1292_frames():
@@ -83,6 +85,29 @@ def test_fit_to_crops_and_pads_explicitly():
     assert fit_to(x, (2, 3)).shape == (1, 1, 2, 3)
 
 
+def test_beta_vae_weighs_kl_by_four():
+    assert build_model("beta_vae").kl_weight(1000) == 4.0
+
+
+def test_cvae_reads_its_condition_from_the_batch(tiny_config):
+    torch.manual_seed(0)
+    model = build_model("cvae_genre", tiny_config("cvae_genre")).eval()
+    n_mels, frames = model.input_shape
+    mel = torch.randn(2, 1, n_mels, frames)
+    same = {"mel": mel, "genre": torch.tensor([0, 0]), "language": torch.tensor([0, 1])}
+    other = same | {"genre": torch.tensor([1, 2])}
+    assert not torch.allclose(model.embed(same), model.embed(other))  # genre changes the posterior
+    assert torch.equal(model.embed(same), model.embed(same | {"language": torch.tensor([3, 2])}))
+    with pytest.raises(ValueError, match="genre label 3 outside the 3 classes"):
+        model.embed(same | {"genre": torch.tensor([0, 3])})
+
+
+def test_cvae_class_count_follows_the_data(tiny_config):
+    from components.models import adapt_to_data
+    config = adapt_to_data(tiny_config("cvae_language"), {"language": ["a", "b"], "genre": ["x"]})
+    assert build_model("cvae_language", config).embedding.num_embeddings == 2
+
+
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ConfigError, match="Valid models: basic_vae, conv_vae"):
+    with pytest.raises(ConfigError, match="Valid models: basic_vae, beta_vae, conv_vae, cvae_genre"):
         build_model("resnet_vae")

@@ -90,3 +90,13 @@ def test_batch_larger_than_data_is_a_clear_error(tmp_path, corpus, mlflow_store)
     from components.config import ConfigError
     with pytest.raises(ConfigError, match="train.batch_size=100000 is larger"):
         train(_args(tmp_path, corpus, "train.batch_size=100000"))
+
+
+def test_cvae_run_is_tagged_label_conditioned(tmp_path, corpus, mlflow_store):
+    args = _args(tmp_path, corpus, "train.epochs=1")
+    args[1] = "cvae_genre"
+    run = mlflow.get_run(train(args))
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["label_conditioned"] == "genre"
+    assert run.data.params["model.num_classes"] == "3"  # from the data's genre vocabulary
+    assert "genre/nmi" in run.data.metrics and "language/nmi" in run.data.metrics

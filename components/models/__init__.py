@@ -7,10 +7,14 @@ from typing import Any
 from components.models.base import VAE, Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 from components.models.conv_vae import ConvVAE
+from components.models.cvae import CVAE
 
 MODELS: dict[str, type[VAE]] = {
     "basic_vae": BasicVAE,
     "conv_vae": ConvVAE,
+    "beta_vae": ConvVAE,  # the same network; experiments/beta_vae.yaml sets model.beta = 4.0
+    "cvae_language": CVAE,
+    "cvae_genre": CVAE,
 }
 
 
@@ -32,8 +36,17 @@ def build_model(name: str, config: dict[str, Any] | None = None) -> VAE:
     return MODELS[name].from_config(config, input_shape_of(config))
 
 
+def adapt_to_data(config: dict[str, Any], vocab: dict[str, list[str]]) -> dict[str, Any]:
+    """Values that follow the data: a CVAE's class count is that of its label in the cache."""
+    condition_on = config["model"]["condition_on"]
+    if condition_on:
+        config["model"]["num_classes"] = len(vocab[condition_on])
+    return config
+
+
 def count_parameters(model: VAE) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "VAE", "Batch", "VAEOutput", "build_model", "count_parameters", "input_shape_of"]
+__all__ = ["MODELS", "VAE", "Batch", "VAEOutput", "adapt_to_data", "build_model", "count_parameters",
+           "input_shape_of"]

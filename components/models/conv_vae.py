@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 from components.models.base import VAE, Batch
@@ -37,10 +38,24 @@ class ConvVAE(VAE):
         scale = 2 ** len(hidden_dims)
         announce_fit((self.map_shape[1] * scale, self.map_shape[2] * scale), self.input_shape)
 
+    def encoder_input(self, batch: Batch) -> Tensor:
+        """[B, 1 + extra_in_channels, n_mels, T]; conditional subclasses add their planes."""
+        return batch["mel"]
+
+    def condition(self, batch: Batch) -> Tensor | None:
+        """[B, extra_features] joined to the flat features and to z, or None."""
+        return None
+
     def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        hidden = self.encoder(batch["mel"]).flatten(1)
+        hidden = self.encoder(self.encoder_input(batch)).flatten(1)
+        extra = self.condition(batch)
+        if extra is not None:
+            hidden = torch.cat([hidden, extra.to(hidden.dtype)], dim=1)
         return self.fc_mu(hidden), self.fc_logvar(hidden)
 
     def decode(self, z: Tensor, batch: Batch) -> Tensor:
+        extra = self.condition(batch)
+        if extra is not None:
+            z = torch.cat([z, extra.to(z.dtype)], dim=1)
         hidden = self.fc_decode(z).view(-1, *self.map_shape)
         return fit_to(self.decoder(hidden), self.input_shape)
