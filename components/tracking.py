@@ -150,6 +150,10 @@ def log_missing_epochs(history: list[dict[str, float]]) -> None:
             mlflow.log_metrics(metrics, step=epoch, synchronous=True)
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
 def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params(params)
 

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> str:
         tracking.log_dataset(cache)
         if config["model"]["condition_on"]:
             # Its score on this label is not unsupervised: say so wherever the run is compared.
-            tracking.log_metrics({"label_conditioned": config["model"]["condition_on"]})
+            tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
         train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
         batch_size = config["train"]["batch_size"]
         if batch_size > len(train_set):

@@ -172,3 +172,22 @@ def test_song_rejected_for_too_short_audio(tmp_path):
     from components.audio import song_windows
     with pytest.raises(SongRejected, match="too short"):
         song_windows(write_tone(tmp_path / "s.wav", 5.0), full_spec())
+
+
+def test_prepare_entry_point_decodes_in_parallel_and_logs_the_dataset(corpus, tmp_path, mlflow_store,
+                                                                       capsys):
+    import mlflow
+
+    from components.config import load_config
+    from pipelines.prepare import main as prepare
+    from tests.conftest import tiny_overrides
+
+    overrides = tiny_overrides(tmp_path, "data.decode_workers=2")
+    prepare(["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])
+    assert "windows from 12 songs, 0 skipped" in capsys.readouterr().out
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED" and run.inputs.dataset_inputs
+    parallel = open_cache(tmp_path / "cache" / run.data.params["data.cache_digest"])
+    serial = prepare_features(load_config("conv_vae", tiny_overrides(tmp_path / "serial",
+                                                                     f"data.source={corpus}")))
+    assert np.array_equal(np.asarray(parallel.windows), np.asarray(serial.windows))
