@@ -17,19 +17,26 @@ from components.training import Precision, autocast, embed_loader, to_device
 
 
 def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, precision: Precision,
-                 batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Latent means [N, latent] of every window in dataset order, and the true labels per task."""
+                 batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """Latent means [N, latent] of every window in dataset order, the true labels per task, and
+    the model's own cluster ids [N] when it makes them (VaDE's `assign`), else None."""
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0)
-    means, labels = [], {task: [] for task in TASKS}
+    means, labels, own = [], {task: [] for task in TASKS}, []
+    assign = getattr(model, "assign", None)
     for batch, mu in embed_loader(model, loader, device, precision):
         means.append(mu.numpy())
         for task in TASKS:
             labels[task].append(batch[task].numpy())
-    return np.concatenate(means), {t: np.concatenate(v) for t, v in labels.items()}
+        if assign is not None:
+            with autocast(device, precision):
+                own.append(assign(to_device(batch, device)).cpu().numpy())
+    return (np.concatenate(means), {t: np.concatenate(v) for t, v in labels.items()},
+            np.concatenate(own) if own else None)
 
 
 def clustering_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
-                      methods: list[str], seed: int) -> dict[str, float | str]:
+                      methods: list[str], seed: int,
+                      own: np.ndarray | None = None) -> dict[str, float | str]:
     """'<task>/<metric>[_<method>]' for genre and language. A task with a single class in the
     split cannot be scored and is reported as such instead of as a perfect or zero score."""
     scores: dict[str, float | str] = {}
@@ -37,7 +44,8 @@ def clustering_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
         if len(np.unique(labels[task])) < 2:
             scores[f"{task}/best_method"] = "unscored: one class in split"
             continue
-        scores |= evaluate_task(embeddings, labels[task], task, methods, seed)
+        extra = {"model": own} if own is not None else None  # e.g. genre/nmi_model for VaDE
+        scores |= evaluate_task(embeddings, labels[task], task, methods, seed, extra)
     return scores
 
 
@@ -60,9 +68,9 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
     if len(dataset) == 0:
         raise ValueError(f"eval.split '{config['eval']['split']}' has no windows; "
                          f"set data.val_fraction > 0 or eval.split: train")
-    embeddings, labels = latent_means(model, dataset, device, precision,
-                                      config["train"]["batch_size"])
-    scores = clustering_scores(embeddings, labels, config["eval"]["methods"], config["seed"])
+    embeddings, labels, own = latent_means(model, dataset, device, precision,
+                                           config["train"]["batch_size"])
+    scores = clustering_scores(embeddings, labels, config["eval"]["methods"], config["seed"], own)
     names = {task: np.asarray(cache.vocab[task])[labels[task]] for task in TASKS}
     keep = np.random.default_rng(0).permutation(len(embeddings))[: config["eval"]["projection_points"]]
     figures = {

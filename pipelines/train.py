@@ -22,6 +22,7 @@ from components.latent_encoder import LatentEncoder
 from components.mfcc_baseline import baseline_scores
 from components.models import adapt_to_data, build_model, count_parameters, input_shape_of
 from components.preparation import prepare_features
+from components.pretraining import pretrain_and_init_mixture
 from components.training import Trainer
 from pipelines.arguments import parser, resolve
 
@@ -78,16 +79,21 @@ def main(argv: list[str] | None = None) -> str:
         trainer = Trainer(model, config, directory, run_id,
                           on_epoch=lambda metrics, step: (tracking.log_metrics(metrics, step),
                                                           tracking.log_gpu_memory(trainer.device, step)))
+        pin = trainer.device.type == "cuda"
+        workers = config["train"]["num_workers"]
+        train_loader = make_loader(train_set, batch_size, True, config["seed"], workers, pin)
         if trainer.resume():
             print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
             tracking.log_missing_epochs(trainer.state.history)
+        elif config["model"]["pretrain_epochs"] > 0:
+            pretrained = pretrain_and_init_mixture(
+                trainer.model, train_loader, config, trainer.device, trainer.precision,
+                checkpoint_dir(config, "pretrain"), cache.digest, tracking.log_metrics)
+            tracking.set_tags({"pretrained_state": str(pretrained)})
         tracking.log_params({"model.parameter_count": count_parameters(model)})
         tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
-        pin = trainer.device.type == "cuda"
-        workers = config["train"]["num_workers"]
-        state = trainer.fit(
-            make_loader(train_set, batch_size, True, config["seed"], workers, pin),
-            make_loader(val_set, batch_size, False, config["seed"], workers, pin))
+        state = trainer.fit(train_loader,
+                            make_loader(val_set, batch_size, False, config["seed"], workers, pin))
 
         trainer.load_best()
         scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision)

@@ -11,7 +11,7 @@ from components.models.base import gaussian_kl
 from components.models.blocks import fit_to
 
 REPORT_PARAMETERS = {"basic_vae": 5_488_032, "conv_vae": 64_458_049, "beta_vae": 64_458_049,
-                     "cvae_language": 69_709_761, "cvae_genre": 69_709_729}
+                     "cvae_language": 69_709_761, "cvae_genre": 69_709_729, "vade": 169_879_567}
 
 
 @pytest.mark.parametrize("name", sorted(REPORT_PARAMETERS))

@@ -8,6 +8,7 @@ from components.models.base import VAE, Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 from components.models.conv_vae import ConvVAE
 from components.models.cvae import CVAE
+from components.models.vade import VaDE
 
 MODELS: dict[str, type[VAE]] = {
     "basic_vae": BasicVAE,
@@ -15,6 +16,7 @@ MODELS: dict[str, type[VAE]] = {
     "beta_vae": ConvVAE,  # the same network; experiments/beta_vae.yaml sets model.beta = 4.0
     "cvae_language": CVAE,
     "cvae_genre": CVAE,
+    "vade": VaDE,
 }
 
 

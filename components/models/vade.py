@@ -1,0 +1,123 @@
+"""VaDE (Jiang et al., 2017): a VAE whose prior is a learned Gaussian mixture, clustering as it trains."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from components.models.base import VAE, Batch, VAEOutput, summed_squared_error
+from components.models.blocks import fc_block
+
+# Cluster log-variances are clamped here: a component collapsing onto a few points would
+# otherwise drive its variance to 0 and the ELBO to -inf.
+LOGVAR_RANGE = (-8.0, 8.0)
+
+
+class VaDE(VAE):
+    """[B, 1, n_mels, T] -> flatten -> FC blocks (hidden_dims) -> mu, logvar [B, latent]
+    -> FC blocks reversed -> Linear -> [B, 1, n_mels, T], with a mixture prior
+    p(z) = sum_c pi_c N(z; mu_c, diag(exp(logvar_c))) over n_clusters components.
+
+    The attribute names of the encoder / decoder match the pretraining autoencoder (this class
+    with `pretraining=True` loss), so pretrained weights load straight in. Full size
+    (hidden [512, 256], 15 clusters): 169,879,567 parameters, pi, mu_c and logvar_c included.
+    """
+
+    def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
+                 dropout: float, n_clusters: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
+        super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
+        features = input_shape[0] * input_shape[1]
+        widths = [features, *hidden_dims]
+        self.encoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(widths, widths[1:])))
+        self.fc_mu = nn.Linear(hidden_dims[-1], latent_dim)
+        self.fc_logvar = nn.Linear(hidden_dims[-1], latent_dim)
+        back = [latent_dim, *reversed(hidden_dims)]
+        self.decoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(back, back[1:])),
+                                     nn.Linear(hidden_dims[0], features))
+        # Unconstrained mixture logits (softmax -> pi), as mori97/VaDE does.
+        self.pi_logits = nn.Parameter(torch.zeros(n_clusters))
+        self.mu_c = nn.Parameter(torch.randn(n_clusters, latent_dim) * 0.1)
+        self.logvar_c = nn.Parameter(torch.zeros(n_clusters, latent_dim))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> VaDE:
+        model = config["model"]
+        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
+                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
+                   n_clusters=model["n_clusters"], beta=model["beta"],
+                   kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
+
+    @property
+    def n_clusters(self) -> int:
+        return self.pi_logits.shape[0]
+
+    def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        hidden = self.encoder(batch["mel"].flatten(1))
+        return self.fc_mu(hidden), self.fc_logvar(hidden)
+
+    def decode(self, z: Tensor, batch: Batch) -> Tensor:
+        return self.decoder(z).view(-1, *self.input_shape)[:, None]
+
+    def log_prior_joint(self, z: Tensor) -> Tensor:
+        """log pi_c + log N(z; mu_c, var_c) -> [B, K], float32."""
+        logvar_c = self.logvar_c.float().clamp(*LOGVAR_RANGE)
+        log_pi = F.log_softmax(self.pi_logits.float(), dim=0)
+        diff = z.float()[:, None, :] - self.mu_c.float()[None]
+        log_normal = -0.5 * (math.log(2 * math.pi) + logvar_c[None] + diff.pow(2) / logvar_c.exp()[None])
+        return log_pi[None] + log_normal.sum(dim=2)
+
+    def responsibilities(self, z: Tensor) -> Tensor:
+        """gamma = q(c | x) ~ p(c | z), computed with log-sum-exp -> [B, K]."""
+        return F.softmax(self.log_prior_joint(z), dim=1)
+
+    def vade_kl(self, out: VAEOutput) -> Tensor:
+        """KL(q(z, c | x) || p(z, c)) of Jiang et al. (2017), eq. 12 without the reconstruction -> [B]."""
+        mu, logvar = out.mu.float(), out.logvar.float()
+        logvar_c = self.logvar_c.float().clamp(*LOGVAR_RANGE)
+        log_gamma = F.log_softmax(self.log_prior_joint(out.z), dim=1)  # [B, K]
+        gamma = log_gamma.exp()
+        log_pi = F.log_softmax(self.pi_logits.float(), dim=0)
+        # E_q[-log p(z | c)] under the Gaussian posterior, summed over dims, weighted by gamma.
+        per_cluster = 0.5 * (math.log(2 * math.pi) + logvar_c[None]
+                             + logvar.exp()[:, None, :] / logvar_c.exp()[None]
+                             + (mu[:, None, :] - self.mu_c.float()[None]).pow(2) / logvar_c.exp()[None]
+                             ).sum(dim=2)
+        cross = (gamma * per_cluster).sum(dim=1)
+        cluster_term = (gamma * (log_gamma - log_pi[None])).sum(dim=1)  # KL(gamma || pi)
+        entropy = 0.5 * (math.log(2 * math.pi) + 1 + logvar).sum(dim=1)  # H[q(z | x)]
+        return cross + cluster_term - entropy
+
+    def loss(self, batch: Batch, out: VAEOutput, epoch: int) -> dict[str, Tensor]:
+        recon = summed_squared_error(out.recon, batch["mel"]).mean()
+        kl = self.vade_kl(out).mean()
+        return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl}
+
+    def pretrain_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """The autoencoder stage: reconstruct from the latent mean, no KL, no mixture."""
+        mu, _ = self.encode(batch)
+        recon = summed_squared_error(self.decode(mu, batch), batch["mel"]).mean()
+        return {"total": recon, "recon": recon}
+
+    @torch.no_grad()
+    def init_mixture(self, latents: np.ndarray, seed: int = 0) -> None:
+        """Fit a diagonal GMM to pretrained latent means [N, latent] and copy it in."""
+        from sklearn.mixture import GaussianMixture
+
+        k = min(self.n_clusters, len(latents))
+        gmm = GaussianMixture(n_components=k, covariance_type="diag", reg_covar=1e-4,
+                              random_state=seed).fit(latents)
+        weights = np.full(self.n_clusters, 1e-6)
+        weights[:k] = gmm.weights_
+        self.pi_logits.copy_(torch.as_tensor(np.log(weights / weights.sum()), dtype=torch.float32))
+        self.mu_c[:k] = torch.as_tensor(gmm.means_, dtype=torch.float32)
+        self.logvar_c[:k] = torch.as_tensor(np.log(gmm.covariances_), dtype=torch.float32)
+
+    @torch.no_grad()
+    def assign(self, batch: Batch) -> Tensor:
+        """Its own clustering: argmax of the responsibilities at the latent mean -> [B]."""
+        return self.responsibilities(self.encode(batch)[0]).argmax(dim=1)

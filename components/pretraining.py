@@ -1,0 +1,77 @@
+"""Autoencoder pretraining (VaDE's first stage): its output is a state file the main training loads.
+
+The file is keyed by everything that determines it (feature cache digest, model and training
+settings, seed), so runs and tuning trials with the same settings share one pretraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from components.models import VAE
+from components.training import MetricsCallback, Precision, autocast, embed_loader, to_device
+
+
+def pretrain_key(cache_digest: str, config: dict[str, Any]) -> str:
+    relevant = {"cache": cache_digest, "model": config["model"], "seed": config["seed"],
+                "train": {k: config["train"][k] for k in ("lr", "weight_decay", "batch_size", "grad_clip")}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pretrain(model: VAE, loader: DataLoader, config: dict[str, Any], device: torch.device,
+              precision: Precision, on_epoch: MetricsCallback) -> None:
+    train = config["train"]
+    mixture = {"pi_logits", "mu_c", "logvar_c"}
+    params = [p for name, p in model.named_parameters() if name not in mixture]
+    optimizer = torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"])
+    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    for epoch in range(config["model"]["pretrain_epochs"]):
+        model.train()
+        total, count = 0.0, 0
+        for batch in tqdm(loader, desc=f"pretrain {epoch}", unit="batch", leave=False):
+            batch = to_device(batch, device)
+            with autocast(device, precision):
+                loss = model.pretrain_loss(batch)["total"]
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite pretraining loss at epoch {epoch}; lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, train["grad_clip"])
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, train["grad_clip"])
+                optimizer.step()
+            total += float(loss.detach()) * batch["mel"].shape[0]
+            count += batch["mel"].shape[0]
+        on_epoch({"pretrain/recon": total / count}, epoch)
+
+
+def pretrain_and_init_mixture(model: VAE, loader: DataLoader, config: dict[str, Any],
+                              device: torch.device, precision: Precision, directory: Path,
+                              cache_digest: str, on_epoch: MetricsCallback) -> Path:
+    """Load the pretrained state for these settings, or pretrain the autoencoder, fit the
+    mixture to the train latent means and save it (atomically). Returns the state file."""
+    path = Path(directory) / f"{pretrain_key(cache_digest, config)}.pt"
+    if not path.exists():
+        _pretrain(model, loader, config, device, precision, on_epoch)
+        latents = np.concatenate([mu.numpy() for _, mu in embed_loader(model, loader, device, precision)])
+        model.init_mixture(latents, seed=config["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return path
