@@ -10,35 +10,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.models.base import VAE, Batch, VAEOutput, summed_squared_error
-from components.models.blocks import fc_block
+from components.models.base import Batch, VAEOutput, summed_squared_error
+from components.models.basic_vae import BasicVAE
 
 # Cluster log-variances are clamped here: a component collapsing onto a few points would
 # otherwise drive its variance to 0 and the ELBO to -inf.
 LOGVAR_RANGE = (-8.0, 8.0)
 
 
-class VaDE(VAE):
+class VaDE(BasicVAE):
     """[B, 1, n_mels, T] -> flatten -> FC blocks (hidden_dims) -> mu, logvar [B, latent]
     -> FC blocks reversed -> Linear -> [B, 1, n_mels, T], with a mixture prior
     p(z) = sum_c pi_c N(z; mu_c, diag(exp(logvar_c))) over n_clusters components.
 
-    The attribute names of the encoder / decoder match the pretraining autoencoder (this class
-    with `pretraining=True` loss), so pretrained weights load straight in. Full size
-    (hidden [512, 256], 15 clusters): 169,879,567 parameters, pi, mu_c and logvar_c included.
+    The encoder / decoder are BasicVAE's. The pretraining stage trains them alone
+    (`pretrain_loss`) in this same module before the mixture is fitted, so no weights are copied.
+    Full size (hidden [512, 256], 15 clusters): 169,879,567 parameters, pi, mu_c, logvar_c included.
     """
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, n_clusters: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
-        super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
-        features = input_shape[0] * input_shape[1]
-        widths = [features, *hidden_dims]
-        self.encoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(widths, widths[1:])))
-        self.fc_mu = nn.Linear(hidden_dims[-1], latent_dim)
-        self.fc_logvar = nn.Linear(hidden_dims[-1], latent_dim)
-        back = [latent_dim, *reversed(hidden_dims)]
-        self.decoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(back, back[1:])),
-                                     nn.Linear(hidden_dims[0], features))
+        super().__init__(input_shape, latent_dim, hidden_dims, dropout, beta, kl_warmup_epochs)
         # Unconstrained mixture logits (softmax -> pi), as mori97/VaDE does.
         self.pi_logits = nn.Parameter(torch.zeros(n_clusters))
         self.mu_c = nn.Parameter(torch.randn(n_clusters, latent_dim) * 0.1)
@@ -55,13 +47,6 @@ class VaDE(VAE):
     @property
     def n_clusters(self) -> int:
         return self.pi_logits.shape[0]
-
-    def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        hidden = self.encoder(batch["mel"].flatten(1))
-        return self.fc_mu(hidden), self.fc_logvar(hidden)
-
-    def decode(self, z: Tensor, batch: Batch) -> Tensor:
-        return self.decoder(z).view(-1, *self.input_shape)[:, None]
 
     def log_prior_joint(self, z: Tensor) -> Tensor:
         """log pi_c + log N(z; mu_c, var_c) -> [B, K], float32."""
