@@ -127,6 +127,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return nested
 
 
+def defaults() -> dict[str, Any]:
+    """experiments/defaults.yaml as a dict."""
+    return _read_yaml(DEFAULTS_FILE)
+
+
 def experiment_file(model_name: str) -> Path:
     return EXPERIMENTS_DIR / f"{model_name}.yaml"
 

@@ -24,6 +24,7 @@ from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from components.comparison import RunSummary
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value
 from components.feature_cache import FeatureCache
 
@@ -195,6 +196,39 @@ def log_model(encoder: torch.nn.Module, n_mels: int, frames: int, latent_dim: in
         pip_requirements=str(PROJECT_ROOT / "requirements.txt"),
     )
     return info.model_uri
+
+
+def latest_training_runs(experiment: str | None = None) -> list[RunSummary]:
+    """The newest FINISHED training run of each architecture (runs tagged `model`) in the
+    experiment: the one `mlflow run` set, else `experiment` by name."""
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    if not experiment_id:
+        found = mlflow.get_experiment_by_name(experiment or "")
+        if found is None:
+            return []
+        experiment_id = found.experiment_id
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([experiment_id], "attributes.status = 'FINISHED' and tags.model != ''",
+                              order_by=["attributes.start_time DESC"], max_results=5000)
+    newest: dict[str, Any] = {}
+    for run in runs:
+        newest.setdefault(run.data.tags["model"], run)
+    summaries = []
+    for model, run in newest.items():
+        memory = run.data.metrics.get("gpu/mem_allocated_peak_mb")
+        if memory is None:
+            history = client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
+            memory = max((m.value for m in history), default=None)
+        summaries.append(RunSummary(
+            model=model, run_id=run.info.run_id, metrics=run.data.metrics, tags=run.data.tags,
+            params=run.data.params, minutes=((run.info.end_time or 0) - run.info.start_time) / 60000,
+            peak_memory_mb=memory, start_time=run.info.start_time))
+    return summaries
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
 
 
 def active_run_id() -> str:
