@@ -16,14 +16,23 @@ TASKS = ("genre", "language")
 
 class WindowDataset(Dataset):
     """Windows of one split as batch dicts: "mel" [B, 1, n_mels, T] float32 normalised with the
-    train statistics, "genre"/"language" [B] int64 indices into the cache vocabulary, "row" [B]."""
+    train statistics, "genre"/"language" [B] int64 indices into the cache vocabulary, "row" [B];
+    with lyrics embeddings also "lyrics" [B, dim] float32 and "has_lyrics" [B] bool."""
 
-    def __init__(self, cache: FeatureCache, split: str) -> None:
+    def __init__(self, cache: FeatureCache, split: str,
+                 lyrics: tuple[dict[str, np.ndarray], int] | None = None) -> None:
         self.cache = cache
         self.rows = cache.rows[cache.rows.split == split].reset_index(drop=True)
         self.row_ids = self.rows.row.to_numpy()
         self.labels = {task: self.rows[task].map({v: i for i, v in enumerate(cache.vocab[task])})
                        .to_numpy(np.int64) for task in TASKS}
+        self.lyrics = None
+        if lyrics is not None:  # per window: its song's embedding, zeros + has_lyrics False if none
+            vectors, dim = lyrics
+            songs = self.rows.song_id.to_numpy()
+            self.has_lyrics = np.array([s in vectors for s in songs], dtype=bool)
+            self.lyrics = np.stack([vectors.get(s, np.zeros(dim, np.float32)) for s in songs]
+                                   ).astype(np.float32) if len(songs) else np.zeros((0, dim), np.float32)
         self.mean = torch.from_numpy(cache.mel_mean)[:, None]
         self.std = torch.from_numpy(cache.mel_std)[:, None]
 
@@ -40,6 +49,9 @@ class WindowDataset(Dataset):
                  "row": torch.from_numpy(self.row_ids[picked])}
         for task in TASKS:
             batch[task] = torch.from_numpy(self.labels[task][picked])
+        if self.lyrics is not None:
+            batch["lyrics"] = torch.from_numpy(self.lyrics[picked])
+            batch["has_lyrics"] = torch.from_numpy(self.has_lyrics[picked])
         return batch
 
     def __getitem__(self, index: int) -> Batch:

@@ -62,9 +62,10 @@ def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.devi
 
 
 def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: torch.device,
-             precision: Precision) -> tuple[dict[str, float | str], dict[str, Figure]]:
+             precision: Precision, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
+             ) -> tuple[dict[str, float | str], dict[str, Figure]]:
     """Scores on config.eval.split and the figures to log beside them."""
-    dataset = WindowDataset(cache, config["eval"]["split"])
+    dataset = WindowDataset(cache, config["eval"]["split"], lyrics)
     if len(dataset) == 0:
         raise ValueError(f"eval.split '{config['eval']['split']}' has no windows; "
                          f"set data.val_fraction > 0 or eval.split: train")

@@ -26,9 +26,10 @@ from tqdm import tqdm
 
 from components.audio import FeatureSpec, SongRejected, song_windows
 from components.catalog import Catalog, CatalogError, Song
+from components.lyrics_text import read_lyrics
 
 # Bump when the code that fills a cache changes what it writes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 MANIFEST = "manifest.json"
 
 
@@ -57,6 +58,11 @@ class FeatureCache:
     @property
     def vocab(self) -> dict[str, list[str]]:
         return self.manifest["vocab"]
+
+    def lyrics_texts(self) -> dict[str, str]:
+        """song_id -> lyrics text for the cached songs that have usable lyrics."""
+        stored = json.loads((self.path / "lyrics.json").read_text(encoding="utf-8"))
+        return {song: entry["text"] for song, entry in stored.items() if entry["text"] is not None}
 
     @property
     def skipped(self) -> pd.DataFrame:
@@ -200,6 +206,11 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
         mean, std = _norm_stats(windows, train_rows, spec.n_mels)
         del windows
         np.savez(building / "norm.npz", mean=mean, std=std)
+        lyrics = {}
+        for song in decoded:
+            text, problem = read_lyrics(song.lyrics_path)
+            lyrics[song.song_id] = {"text": text, "problem": problem}
+        (building / "lyrics.json").write_text(json.dumps(lyrics, ensure_ascii=False), encoding="utf-8")
         table.to_csv(building / "windows.csv", index=False)
         pd.DataFrame(skipped, columns=["song", "reason"]).to_csv(building / "skipped.csv", index=False)
         manifest = {
@@ -207,6 +218,7 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
             "split": asdict(split), "shape": [len(table), spec.n_mels, spec.frames],
             "dtype": "float16", "songs": int(table.song_id.nunique()), "windows": len(table),
             "skipped": len(skipped),
+            "songs_without_lyrics": sum(entry["text"] is None for entry in lyrics.values()),
             "vocab": {"language": sorted(table.language.unique()), "genre": sorted(table.genre.unique())},
             "split_counts": {k: int(v) for k, v in table.groupby("split").song_id.nunique().items()},
             "audio_seconds": round(float(len(table)) * spec.window_seconds, 1),

@@ -19,8 +19,9 @@ from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatte
 from components.dataset import WindowDataset, make_loader
 from components.evaluation import evaluate
 from components.latent_encoder import LatentEncoder
+from components.lyrics import embed_lyrics
 from components.mfcc_baseline import baseline_scores
-from components.models import adapt_to_data, build_model, count_parameters, input_shape_of
+from components.models import MODELS, adapt_to_data, build_model, count_parameters, input_shape_of
 from components.preparation import prepare_features
 from components.pretraining import pretrain_and_init_mixture
 from components.training import Trainer
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> str:
     with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
         run_id = tracking.active_run_id()
         cache = prepare_features(config)
-        config = adapt_to_data(config, cache.vocab)
+        lyrics = None
+        if MODELS[args.model].uses_lyrics:  # embedded once per (cache, lyrics settings)
+            lyrics = embed_lyrics(cache, config["lyrics"], config["seed"])
+        config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
         directory = checkpoint_dir(config, run_id)
         if (directory / checkpoint.LAST).exists():
             config = config_for_resume(config, directory)
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> str:
         if config["model"]["condition_on"]:
             # Its score on this label is not unsupervised: say so wherever the run is compared.
             tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
-        train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
+        train_set, val_set = WindowDataset(cache, "train", lyrics), WindowDataset(cache, "val", lyrics)
         batch_size = config["train"]["batch_size"]
         if batch_size > len(train_set):
             raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> str:
                             make_loader(val_set, batch_size, False, config["seed"], workers, pin))
 
         trainer.load_best()
-        scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision)
+        scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
         scores |= baseline_scores(cache, config["eval"]["split"], config["seed"])
         tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
                                        "train/epochs_run": state.epoch + 1})

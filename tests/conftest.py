@@ -37,7 +37,8 @@ def corpus(tmp_path_factory) -> Path:
 def tiny_config(tmp_path):
     def make(model: str = "conv_vae", *extra: str) -> dict:
         hidden = "[8,16]" if model != "basic_vae" else "[16,8]"
-        return load_config(model, tiny_overrides(tmp_path, f"model.hidden_dims={hidden}", *extra))
+        lyrics = ["model.lyrics_dim=16", "model.attention_heads=2"] if model == "multimodal" else []
+        return load_config(model, tiny_overrides(tmp_path, f"model.hidden_dims={hidden}", *lyrics, *extra))
     return make
 
 

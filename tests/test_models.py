@@ -40,7 +40,8 @@ def test_forward_loss_backward_on_tiny_shapes(name, tiny_config):
     model = build_model(name, config)
     n_mels, frames = model.input_shape
     batch = {"mel": torch.randn(4, 1, n_mels, frames),
-             "genre": torch.tensor([0, 1, 2, 0]), "language": torch.tensor([0, 1, 2, 3])}
+             "genre": torch.tensor([0, 1, 2, 0]), "language": torch.tensor([0, 1, 2, 3]),
+             "lyrics": torch.randn(4, 16), "has_lyrics": torch.tensor([True, False, True, True])}
     out = model(batch)
     assert out.recon.shape == batch["mel"].shape
     assert out.mu.shape == out.logvar.shape == (4, config["model"]["latent_dim"])

@@ -8,6 +8,7 @@ from components.models.base import VAE, Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 from components.models.conv_vae import ConvVAE
 from components.models.cvae import CVAE
+from components.models.multimodal import MultimodalVAE
 from components.models.vade import VaDE
 
 MODELS: dict[str, type[VAE]] = {
@@ -17,6 +18,7 @@ MODELS: dict[str, type[VAE]] = {
     "cvae_language": CVAE,
     "cvae_genre": CVAE,
     "vade": VaDE,
+    "multimodal": MultimodalVAE,
 }
 
 
@@ -38,11 +40,15 @@ def build_model(name: str, config: dict[str, Any] | None = None) -> VAE:
     return MODELS[name].from_config(config, input_shape_of(config))
 
 
-def adapt_to_data(config: dict[str, Any], vocab: dict[str, list[str]]) -> dict[str, Any]:
-    """Values that follow the data: a CVAE's class count is that of its label in the cache."""
+def adapt_to_data(config: dict[str, Any], vocab: dict[str, list[str]],
+                  lyrics_dim: int | None = None) -> dict[str, Any]:
+    """Values that follow the data: a CVAE's class count is that of its label in the cache, a
+    multimodal model's lyrics width that of the lyrics encoder."""
     condition_on = config["model"]["condition_on"]
     if condition_on:
         config["model"]["num_classes"] = len(vocab[condition_on])
+    if lyrics_dim is not None:
+        config["model"]["lyrics_dim"] = lyrics_dim
     return config
 
 

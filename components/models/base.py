@@ -41,6 +41,8 @@ class VAE(nn.Module, ABC):
     KL summed over latent dims, each averaged over the batch; beta * warm-up weight on KL.
     """
 
+    uses_lyrics = False  # True: batches carry "lyrics" [B, lyrics_dim] and "has_lyrics" [B]
+
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, beta: float = 1.0,
                  kl_warmup_epochs: int = 0) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from components.models.base import VAE, Batch
-from components.models.blocks import fc_block
+from components.models.blocks import fc_decoder, fc_encoder
 
 
 class BasicVAE(VAE):
@@ -16,13 +16,10 @@ class BasicVAE(VAE):
                  dropout: float, beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
         super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
         features = input_shape[0] * input_shape[1]
-        widths = [features, *hidden_dims]
-        self.encoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(widths, widths[1:])))
+        self.encoder = fc_encoder(features, hidden_dims, dropout)
         self.fc_mu = nn.Linear(hidden_dims[-1], latent_dim)
         self.fc_logvar = nn.Linear(hidden_dims[-1], latent_dim)
-        back = [latent_dim, *reversed(hidden_dims)]
-        self.decoder = nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(back, back[1:])),
-                                     nn.Linear(hidden_dims[0], features))
+        self.decoder = fc_decoder(latent_dim, hidden_dims, features, dropout)
 
     def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:
         hidden = self.encoder(batch["mel"].flatten(1))

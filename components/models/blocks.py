@@ -54,3 +54,28 @@ def fit_to(x: Tensor, target: tuple[int, int]) -> Tensor:
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     return x
+
+
+def conv_encoder(in_channels: int, hidden_dims: list[int], dropout: float) -> nn.Sequential:
+    """conv_down per entry of hidden_dims: [B, in, H, W] -> [B, hidden_dims[-1], H / 2^n, W / 2^n]."""
+    channels = [in_channels, *hidden_dims]
+    return nn.Sequential(*(conv_down(a, b, dropout) for a, b in zip(channels, channels[1:])))
+
+
+def conv_decoder(hidden_dims: list[int], dropout: float) -> nn.Sequential:
+    """The mirror of conv_encoder(1, hidden_dims): conv_up blocks, then a plain ConvT to 1 channel."""
+    back = list(reversed(hidden_dims))
+    return nn.Sequential(*(conv_up(a, b, dropout) for a, b in zip(back, back[1:])),
+                         nn.ConvTranspose2d(back[-1], 1, 4, stride=2, padding=1))
+
+
+def fc_encoder(features: int, hidden_dims: list[int], dropout: float) -> nn.Sequential:
+    widths = [features, *hidden_dims]
+    return nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(widths, widths[1:])))
+
+
+def fc_decoder(latent_dim: int, hidden_dims: list[int], features: int, dropout: float) -> nn.Sequential:
+    """The mirror of fc_encoder: FC blocks back through reversed hidden_dims, then a plain Linear."""
+    back = [latent_dim, *reversed(hidden_dims)]
+    return nn.Sequential(*(fc_block(a, b, dropout) for a, b in zip(back, back[1:])),
+                         nn.Linear(hidden_dims[0], features))

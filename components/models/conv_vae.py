@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from components.models.base import VAE, Batch
-from components.models.blocks import announce_fit, conv_down, conv_encoder_shape, conv_up, fit_to
+from components.models.blocks import announce_fit, conv_decoder, conv_encoder, conv_encoder_shape, fit_to
 
 
 class ConvVAE(VAE):
@@ -25,16 +25,13 @@ class ConvVAE(VAE):
         super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
         # extra_in_channels / extra_features let conditional subclasses join a condition
         # to the input planes and to the flattened features without rewriting this class.
-        channels = [1 + extra_in_channels, *hidden_dims]
-        self.encoder = nn.Sequential(*(conv_down(a, b, dropout) for a, b in zip(channels, channels[1:])))
+        self.encoder = conv_encoder(1 + extra_in_channels, hidden_dims, dropout)
         self.map_shape = (hidden_dims[-1], *conv_encoder_shape(input_shape, len(hidden_dims)))
         flat = math.prod(self.map_shape)
         self.fc_mu = nn.Linear(flat + extra_features, latent_dim)
         self.fc_logvar = nn.Linear(flat + extra_features, latent_dim)
         self.fc_decode = nn.Linear(latent_dim + extra_features, flat)
-        back = list(reversed(hidden_dims))
-        self.decoder = nn.Sequential(*(conv_up(a, b, dropout) for a, b in zip(back, back[1:])),
-                                     nn.ConvTranspose2d(back[-1], 1, 4, stride=2, padding=1))
+        self.decoder = conv_decoder(hidden_dims, dropout)
         scale = 2 ** len(hidden_dims)
         announce_fit((self.map_shape[1] * scale, self.map_shape[2] * scale), self.input_shape)
 
