@@ -194,7 +194,8 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
             reasons = "\n  ".join(f"{sid}: {why}" for sid, why in skipped)
             raise CatalogError(f"no song produced a window:\n  {reasons}")
         table = pd.DataFrame(rows)
-        decoded = [s for s in catalog.songs if s.song_id in set(table.song_id)]
+        produced = set(table.song_id)
+        decoded = [s for s in catalog.songs if s.song_id in produced]
         splits = assign_splits(decoded, split)
         table["split"] = table.song_id.map(splits)
         table.insert(0, "row", np.arange(len(table)))
