@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from components.catalog import CatalogError
 from components.config import ConfigError, load_config
 
 
@@ -32,3 +35,12 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     if args.data:
         overrides.append(f"data.source={args.data}")
     return load_config(args.model, overrides)
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run an entry point; input errors end with their message (naming the key or file and the
+    fix) on stderr and exit status 1, not a traceback. Anything else still raises."""
+    try:
+        main()
+    except (ConfigError, CatalogError) as err:
+        sys.exit(f"error: {err}")

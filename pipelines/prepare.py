@@ -10,7 +10,7 @@ import sys
 
 from components import tracking
 from components.preparation import prepare_features
-from pipelines.arguments import parser, resolve
+from pipelines.arguments import parser, resolve, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,4 +29,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -25,7 +25,7 @@ from components.models import MODELS, adapt_to_data, build_model, count_paramete
 from components.preparation import prepare_features
 from components.pretraining import pretrain_and_init_mixture
 from components.training import Trainer
-from pipelines.arguments import parser, resolve
+from pipelines.arguments import parser, resolve, run_cli
 
 
 def seed_everything(seed: int) -> None:
@@ -117,4 +117,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
