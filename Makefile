@@ -25,3 +25,4 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.prepare_speed
 	$(BIN)/python -m benchmarks.architectures --epochs 3
+	$(BIN)/python -m benchmarks.cpu_precision

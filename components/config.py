@@ -93,13 +93,6 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def get_dotted(config: dict[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def parse_value(raw: str) -> Any:
     """A command-line value as YAML, except that 1e-4 is a float (YAML 1.1 reads it as a string)."""
     value = yaml.safe_load(raw) if raw.strip() else None
