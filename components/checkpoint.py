@@ -24,7 +24,7 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+def atomic_save(obj: dict[str, Any], path: Path) -> None:
     # A kill mid-write must leave the previous file intact: write beside it, then rename.
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
@@ -39,11 +39,11 @@ def save(directory: Path, model_name: str, config: dict[str, Any], state: TrainS
     payload = {"model_name": model_name, "config": config, "run_id": run_id,
                "state": asdict(state), "model": model.state_dict()}
     if best:
-        _atomic_save(payload, directory / BEST)
+        atomic_save(payload, directory / BEST)
     payload |= {"optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "torch_rng": torch.get_rng_state()}
-    _atomic_save(payload, directory / LAST)
+    atomic_save(payload, directory / LAST)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from components.checkpoint import atomic_save
 from components.models import VAE
-from components.training import MetricsCallback, Precision, autocast, embed_loader, to_device
+from components.training import (
+    MetricsCallback,
+    Precision,
+    autocast,
+    embed_loader,
+    optimizer_step,
+    to_device,
+)
 
 
 def pretrain_key(cache_digest: str, config: dict[str, Any]) -> str:
@@ -43,17 +50,7 @@ def _pretrain(model: VAE, loader: DataLoader, config: dict[str, Any], device: to
                 loss = model.pretrain_loss(batch)["total"]
             if not torch.isfinite(loss):
                 raise RuntimeError(f"non-finite pretraining loss at epoch {epoch}; lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, train["grad_clip"])
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, train["grad_clip"])
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler, params, train["grad_clip"])
             total += float(loss.detach()) * batch["mel"].shape[0]
             count += batch["mel"].shape[0]
         on_epoch({"pretrain/recon": total / count}, epoch)
@@ -70,8 +67,6 @@ def pretrain_and_init_mixture(model: VAE, loader: DataLoader, config: dict[str, 
         latents = np.concatenate([mu.numpy() for _, mu in embed_loader(model, loader, device, precision)])
         model.init_mixture(latents, seed=config["seed"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
+        atomic_save(model.state_dict(), path)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,24 @@ def embed_loader(model: VAE, loader: DataLoader, device: torch.device,
         yield batch, mu.float().cpu()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler | None, params: Iterable[torch.Tensor],
+                   clip: float) -> None:
+    """Backward, clip the global grad norm, step; through the GradScaler when one is used."""
+    params = list(params)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+
+
 class Trainer:
     """Fits one model; resumable from checkpoint_dir/last.pt."""
 
@@ -154,17 +172,7 @@ class Trainer:
                     f"({ {k: float(v.detach()) for k, v in terms.items()} }); the last good checkpoint is "
                     f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
                     f"{self.config['train']['lr']}) or train.grad_clip and resume or rerun.")
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(terms["total"]).backward()
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                terms["total"].backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                self.optimizer.step()
+            optimizer_step(terms["total"], self.optimizer, self.scaler, self.model.parameters(), clip)
             size = batch["mel"].shape[0]
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
