@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> str:
         n_mels, frames = input_shape_of(config)
         encoder = LatentEncoder(trainer.model, cache.mel_mean, cache.mel_std)
         model_uri = tracking.log_model(encoder, n_mels, frames, config["model"]["latent_dim"])
+        tracking.set_tags({"model_uri": model_uri})  # what promotion registers
         print(f"run {run_id} finished: model {model_uri}; "
               + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
                           if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))
