@@ -57,3 +57,12 @@ def evaluate_task(embeddings: np.ndarray, labels: np.ndarray, task: str,
         results[f"{task}/{name}"] = value
     results[f"{task}/best_method"] = best
     return results
+
+
+def nmi_per_task(embeddings: np.ndarray, labels: dict[str, np.ndarray], method: str,
+                 seed: int = 0) -> dict[str, float]:
+    """'val/<task>_nmi' of one clustering method: the cheap per-epoch score that draws NMI
+    curves and that Optuna's pruners compare. Tasks with one class in the split are left out."""
+    return {f"val/{task}_nmi": float(normalized_mutual_info_score(
+                y, cluster(embeddings, len(np.unique(y)), method, seed)))
+            for task, y in labels.items() if len(np.unique(y)) > 1}

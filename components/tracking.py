@@ -58,22 +58,30 @@ def warn_if_gpu_metrics_missing() -> None:
 
 
 @contextlib.contextmanager
-def run(config: dict[str, Any], resume_run_id: str | None = None,
-        run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Open (or continue) the run; mark it FAILED with the error as a tag if the body raises."""
+def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str | None = None,
+        nested: bool = False, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+        stopped_by: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
+    """Open (or continue) a run; mark it FAILED with the error as a tag if the body raises.
+
+    nested / parent_run_id: a child run (a tuning trial) under the active or the given run.
+    stopped_by: exceptions that end the run KILLED with a `stopped` tag instead of FAILED with
+    an `error` tag (a pruned trial was stopped on purpose; it did not fail).
+    """
     mlflow.set_tracking_uri(tracking_uri())
-    if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id:
+    if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id and not nested:
         mlflow.set_experiment(config["tracking"]["experiment"])
     warn_if_gpu_metrics_missing()
-    active = mlflow.start_run(run_id=resume_run_id, run_name=run_name,
+    active = mlflow.start_run(run_id=resume_run_id, run_name=run_name, nested=nested,
+                              parent_run_id=parent_run_id, tags=tags,
                               log_system_metrics=config["tracking"]["system_metrics"])
     try:
         yield active
     except BaseException as err:
-        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        stopped = isinstance(err, stopped_by)
+        mlflow.set_tag("stopped" if stopped else "error", f"{type(err).__name__}: {err}"[:5000])
         mlflow.flush_async_logging()
         # KeyboardInterrupt/SIGTERM leave the run KILLED, errors FAILED; both resume later.
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if stopped or isinstance(err, KeyboardInterrupt) else "FAILED"
         mlflow.end_run(status=status)
         raise
     mlflow.flush_async_logging()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -24,6 +25,8 @@ from components.models import VAE, Batch
 from components.models.base import AFTER_WARMUP
 
 MetricsCallback = Callable[[dict[str, float], int], None]
+# Latent means [N, latent] of the validation windows + their labels per task -> metrics.
+EpochScorer = Callable[[np.ndarray, dict[str, np.ndarray]], dict[str, float]]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -77,12 +80,24 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device,
-                  precision: Precision) -> dict[str, float]:
+@dataclass
+class Validation:
+    """One pass over the validation loader: mean loss terms, and the latent means with their
+    labels (kept only when asked for, so per-epoch clustering needs no second forward pass)."""
+
+    terms: dict[str, float]
+    means: np.ndarray | None = None
+    labels: dict[str, np.ndarray] | None = None
+
+
+def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device, precision: Precision,
+                  keep_means: bool = False, tasks: tuple[str, ...] = ()) -> Validation:
     """Mean loss terms over a loader, eval mode, no gradients, full KL weight (AFTER_WARMUP)."""
     model.eval()
     sums: dict[str, float] = {}
     count = 0
+    means: list[np.ndarray] = []
+    labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
     with torch.no_grad():
         for batch in loader:
             batch = to_device(batch, device)
@@ -93,7 +108,15 @@ def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device,
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * size
             count += size
-    return {name: value / count for name, value in sums.items()}
+            if keep_means:  # in eval mode forward's mu is exactly model.embed(batch)
+                means.append(out.mu.float().cpu().numpy())
+                for task in tasks:
+                    labels[task].append(batch[task].cpu().numpy())
+    result = Validation({name: value / count for name, value in sums.items()})
+    if keep_means:
+        result.means = np.concatenate(means)
+        result.labels = {task: np.concatenate(v) for task, v in labels.items()}
+    return result
 
 
 def embed_loader(model: VAE, loader: DataLoader, device: torch.device,
@@ -128,7 +151,8 @@ class Trainer:
     """Fits one model; resumable from checkpoint_dir/last.pt."""
 
     def __init__(self, model: VAE, config: dict[str, Any], checkpoint_dir: Path,
-                 run_id: str | None = None, on_epoch: MetricsCallback | None = None) -> None:
+                 run_id: str | None = None, on_epoch: MetricsCallback | None = None,
+                 epoch_scorer: EpochScorer | None = None, tasks: tuple[str, ...] = ()) -> None:
         train = config["train"]
         self.config = config
         self.device = resolve_device(train["device"])
@@ -140,6 +164,8 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.run_id = run_id
         self.on_epoch = on_epoch or (lambda metrics, step: None)
+        self.epoch_scorer = epoch_scorer  # e.g. validation NMI per epoch, for curves and pruning
+        self.tasks = tasks
         self.state = TrainState()
 
     def resume(self) -> bool:
@@ -188,7 +214,9 @@ class Trainer:
                 break
             started = time.perf_counter()
             train_terms = self._train_epoch(train_loader, epoch)
-            val_terms = evaluate_loss(self.model, val_loader, self.device, self.precision)
+            validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
+                                       keep_means=self.epoch_scorer is not None, tasks=self.tasks)
+            val_terms = validation.terms
             if not math.isfinite(val_terms["total"]):
                 raise NonFiniteLoss(f"non-finite validation loss at epoch {epoch}: {val_terms}; "
                                     f"last good checkpoint {self.checkpoint_dir / checkpoint.LAST}")
@@ -203,6 +231,8 @@ class Trainer:
             metrics |= {f"val/{'loss' if k == 'total' else k}": v for k, v in val_terms.items()}
             metrics |= {"train/kl_weight": self.model.kl_weight(epoch),
                         "train/epoch_seconds": time.perf_counter() - started}
+            if self.epoch_scorer is not None:
+                metrics |= self.epoch_scorer(validation.means, validation.labels)
             self.state.history.append({"epoch": epoch, **metrics})
             checkpoint.save(self.checkpoint_dir, self.config["model"]["name"], self.config,
                             self.state, self.model, self.optimizer, self.scaler, self.run_id,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import numpy as np
 import torch
 
 from components import checkpoint, tracking
+from components.checkpoint import TrainState
+from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
-from components.dataset import WindowDataset, make_loader
+from components.dataset import TASKS, WindowDataset, make_loader
 from components.evaluation import evaluate
 from components.latent_encoder import LatentEncoder
 from components.lyrics import embed_lyrics
@@ -24,7 +27,7 @@ from components.mfcc_baseline import baseline_scores
 from components.models import MODELS, adapt_to_data, build_model, count_parameters, input_shape_of
 from components.preparation import prepare_features
 from components.pretraining import pretrain_and_init_mixture
-from components.training import Trainer
+from components.training import MetricsCallback, Trainer
 from pipelines.arguments import parser, resolve, run_cli
 
 
@@ -50,71 +53,95 @@ def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]
     return saved
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    scores: dict[str, float | str]  # '<task>/<metric>[_<method>]' on eval.split, as logged
+    model_uri: str
+    state: TrainState
+
+
+def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> TrainResult:
+    """Prepare, train, evaluate and log the model inside the active MLflow run.
+
+    on_epoch(metrics, epoch) runs after each epoch's metrics are logged (the tuner reports
+    val/<task>_nmi to Optuna there and may raise optuna.TrialPruned to stop the run).
+    """
+    name = config["model"]["name"]
+    run_id = tracking.active_run_id()
+    cache = prepare_features(config)
+    lyrics = None
+    if MODELS[name].uses_lyrics:  # embedded once per (cache, lyrics settings)
+        lyrics = embed_lyrics(cache, config["lyrics"], config["seed"])
+    config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
+    directory = checkpoint_dir(config, run_id)
+    if (directory / checkpoint.LAST).exists():
+        config = config_for_resume(config, directory)
+    seed_everything(config["seed"])
+    tracking.log_config(config, [experiment_file("defaults"), experiment_file(name)])
+    tracking.log_dataset(cache)
+    if config["model"]["condition_on"]:
+        # Its score on this label is not unsupervised: say so wherever the run is compared.
+        tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
+    train_set, val_set = WindowDataset(cache, "train", lyrics), WindowDataset(cache, "val", lyrics)
+    batch_size = config["train"]["batch_size"]
+    if batch_size > len(train_set):
+        raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
+                          f"train windows; set train.batch_size to at most {len(train_set)}")
+    if len(val_set) == 0:
+        raise ConfigError("the validation split is empty; set data.val_fraction > 0")
+
+    def after_epoch(metrics: dict[str, float], epoch: int) -> None:
+        tracking.log_metrics(metrics, epoch)
+        tracking.log_gpu_memory(trainer.device, epoch)
+        if on_epoch is not None:
+            on_epoch(metrics, epoch)
+
+    method = config["eval"]["epoch_method"]
+    model = build_model(name, config)
+    trainer = Trainer(model, config, directory, run_id, on_epoch=after_epoch,
+                      epoch_scorer=(lambda means, labels: nmi_per_task(means, labels, method, config["seed"]))
+                      if method else None, tasks=TASKS)
+    pin = trainer.device.type == "cuda"
+    workers = config["train"]["num_workers"]
+    train_loader = make_loader(train_set, batch_size, True, config["seed"], workers, pin)
+    if trainer.resume():
+        print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
+        tracking.log_missing_epochs(trainer.state.history)
+    elif config["model"]["pretrain_epochs"] > 0:
+        pretrained = pretrain_and_init_mixture(
+            trainer.model, train_loader, config, trainer.device, trainer.precision,
+            checkpoint_dir(config, "pretrain"), cache.digest, tracking.log_metrics)
+        tracking.set_tags({"pretrained_state": str(pretrained)})
+    tracking.log_params({"model.parameter_count": count_parameters(model)})
+    tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
+    state = trainer.fit(train_loader, make_loader(val_set, batch_size, False, config["seed"], workers, pin))
+
+    trainer.load_best()
+    scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
+    scores |= baseline_scores(cache, config["eval"]["split"], config["seed"])
+    tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
+                                   "train/epochs_run": state.epoch + 1})
+    tracking.log_gpu_memory(trainer.device)
+    for path, figure in figures.items():
+        tracking.log_figure(figure, path)
+    n_mels, frames = input_shape_of(config)
+    encoder = LatentEncoder(trainer.model, cache.mel_mean, cache.mel_std)
+    model_uri = tracking.log_model(encoder, n_mels, frames, config["model"]["latent_dim"])
+    tracking.set_tags({"model_uri": model_uri})  # what promotion registers
+    print(f"run {run_id} finished: model {model_uri}; "
+          + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
+                      if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))
+    return TrainResult(run_id, scores, model_uri, state)
+
+
 def main(argv: list[str] | None = None) -> str:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--resume", default="", help="MLflow run id whose checkpoint to continue")
     args, extra = p.parse_known_args(argv)
     config = resolve(args, extra)
     with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
-        run_id = tracking.active_run_id()
-        cache = prepare_features(config)
-        lyrics = None
-        if MODELS[args.model].uses_lyrics:  # embedded once per (cache, lyrics settings)
-            lyrics = embed_lyrics(cache, config["lyrics"], config["seed"])
-        config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
-        directory = checkpoint_dir(config, run_id)
-        if (directory / checkpoint.LAST).exists():
-            config = config_for_resume(config, directory)
-        seed_everything(config["seed"])
-        tracking.log_config(config, [experiment_file("defaults"), experiment_file(args.model)])
-        tracking.log_dataset(cache)
-        if config["model"]["condition_on"]:
-            # Its score on this label is not unsupervised: say so wherever the run is compared.
-            tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
-        train_set, val_set = WindowDataset(cache, "train", lyrics), WindowDataset(cache, "val", lyrics)
-        batch_size = config["train"]["batch_size"]
-        if batch_size > len(train_set):
-            raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
-                              f"train windows; set train.batch_size to at most {len(train_set)}")
-        if len(val_set) == 0:
-            raise ConfigError("the validation split is empty; set data.val_fraction > 0")
-
-        model = build_model(args.model, config)
-        trainer = Trainer(model, config, directory, run_id,
-                          on_epoch=lambda metrics, step: (tracking.log_metrics(metrics, step),
-                                                          tracking.log_gpu_memory(trainer.device, step)))
-        pin = trainer.device.type == "cuda"
-        workers = config["train"]["num_workers"]
-        train_loader = make_loader(train_set, batch_size, True, config["seed"], workers, pin)
-        if trainer.resume():
-            print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
-            tracking.log_missing_epochs(trainer.state.history)
-        elif config["model"]["pretrain_epochs"] > 0:
-            pretrained = pretrain_and_init_mixture(
-                trainer.model, train_loader, config, trainer.device, trainer.precision,
-                checkpoint_dir(config, "pretrain"), cache.digest, tracking.log_metrics)
-            tracking.set_tags({"pretrained_state": str(pretrained)})
-        tracking.log_params({"model.parameter_count": count_parameters(model)})
-        tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
-        state = trainer.fit(train_loader,
-                            make_loader(val_set, batch_size, False, config["seed"], workers, pin))
-
-        trainer.load_best()
-        scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
-        scores |= baseline_scores(cache, config["eval"]["split"], config["seed"])
-        tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
-                                       "train/epochs_run": state.epoch + 1})
-        tracking.log_gpu_memory(trainer.device)
-        for path, figure in figures.items():
-            tracking.log_figure(figure, path)
-        n_mels, frames = input_shape_of(config)
-        encoder = LatentEncoder(trainer.model, cache.mel_mean, cache.mel_std)
-        model_uri = tracking.log_model(encoder, n_mels, frames, config["model"]["latent_dim"])
-        tracking.set_tags({"model_uri": model_uri})  # what promotion registers
-        print(f"run {run_id} finished: model {model_uri}; "
-              + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
-                          if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))
-    return run_id
+        return train(config).run_id
 
 
 if __name__ == "__main__":

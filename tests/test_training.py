@@ -53,7 +53,7 @@ def test_validation_loss_uses_the_full_kl_weight_during_warm_up(tiny_config, tmp
     config = tiny_config("basic_vae", "model.beta=4.0", "train.kl_warmup_epochs=10")
     model = build_model("basic_vae", config)
     trainer = Trainer(model, config, tmp_path)
-    terms = evaluate_loss(model, _batches(model, 1), trainer.device, trainer.precision)
+    terms = evaluate_loss(model, _batches(model, 1), trainer.device, trainer.precision).terms
     assert model.kl_weight(0) == pytest.approx(0.4)
     assert terms["total"] == pytest.approx(terms["recon"] + 4.0 * terms["kl"], rel=1e-5)
 
