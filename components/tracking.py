@@ -7,6 +7,7 @@ continued (MLFLOW_RUN_ID); `--resume RUN_ID` re-opens a run to continue its trai
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import subprocess
@@ -25,8 +26,9 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from components.comparison import RunSummary
-from components.config import PROJECT_ROOT, config_hash, flatten, parse_value
+from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
 from components.feature_cache import FeatureCache
+from components.redaction import masked_value
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ def log_config(config: dict[str, Any], files: list[Path]) -> None:
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     params = {}
     for key, value in flatten(config).items():
+        value = masked_value(value)
         if key in existing and _same_value(existing[key], value):
             continue
         params[key] = value
@@ -112,7 +115,10 @@ def log_config(config: dict[str, Any], files: list[Path]) -> None:
     mlflow.set_tags({"config_hash": config_hash(config), "model": config["model"]["name"]})
     for path in files:
         mlflow.log_artifact(str(path), artifact_path="config")
-    mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config/resolved.yaml")
+    shown = copy.deepcopy(config)
+    for key, value in flatten(config).items():
+        set_dotted(shown, key, masked_value(value))
+    mlflow.log_text(yaml.safe_dump(shown, sort_keys=False), "config/resolved.yaml")
 
 
 def log_environment(device: torch.device, precision_label: str, precision_reason: str) -> None:
@@ -241,3 +247,36 @@ def log_text(text: str, path: str) -> None:
 
 def active_run_id() -> str:
     return mlflow.active_run().info.run_id
+
+
+def log_summary(run_id: str, metrics: dict[str, float], tags: dict[str, str],
+                figures: dict[str, Any], step: int) -> None:
+    """Metrics, tags and figures on a run that may not be the active one (a tuning study's run,
+    updated by every worker that joins the study). The step is the number of finished trials."""
+    client = mlflow.MlflowClient(tracking_uri())
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value, step=step)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    for path, figure in figures.items():
+        client.log_figure(run_id, figure, path)
+
+
+def run_url(run_id: str) -> str:
+    """Where the run shows in the MLflow UI: the tracking server itself, else `mlflow ui`'s
+    default address."""
+    uri = tracking_uri()
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    experiment = mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def end_run_of_dead_worker(run_id: str | None, what: str) -> None:
+    """A run whose process was killed stays RUNNING forever: mark it FAILED with the reason."""
+    if not run_id:
+        return
+    client = mlflow.MlflowClient(tracking_uri())
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "error", f"{what}: its worker stopped sending heartbeats (killed or "
+                                        f"lost); Optuna failed the trial and re-enqueued it")
+        client.set_terminated(run_id, status="FAILED")

@@ -25,6 +25,11 @@ def parser(description: str) -> argparse.ArgumentParser:
 def resolve(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     """Config from args. `mlflow run -P train.lr=1e-3` arrives as `--train.lr 1e-3` (undeclared
     project params); those and --overrides go through the same strict key/type checks."""
+    return load_config(args.model, overrides_of(args, extra))
+
+
+def overrides_of(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The key=value overrides the arguments name (--overrides, --data, --section.key value)."""
     # MLproject passes "none" for no overrides: an empty string param would vanish from the command.
     overrides = [] if args.overrides.strip() in ("", "none") else args.overrides.split()
     if len(extra) % 2:
@@ -35,7 +40,7 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         overrides.append(f"{flag[2:]}={value}")
     if args.data:
         overrides.append(f"data.source={args.data}")
-    return load_config(args.model, overrides)
+    return overrides
 
 
 def run_cli(main: Callable[[], Any]) -> None:

@@ -1,0 +1,202 @@
+"""Optuna studies: storage, sampler, pruner, the objective's metrics, and the study's summary.
+
+A study is named `<model>-<task>` unless told otherwise and lives in `optuna.db` (SQLite) in the
+project root, or in any storage URL Optuna takes (PostgreSQL for many machines). Reopening it
+resumes it: `tune.n_trials` is the number of finished (complete + pruned) trials the study
+should hold, not the number this invocation adds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from matplotlib.figure import Figure
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from components.config import PROJECT_ROOT, ConfigError
+from components.redaction import masked
+
+log = logging.getLogger(__name__)
+
+TASKS = ("genre", "language", "both")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def default_storage() -> str:
+    return f"sqlite:///{PROJECT_ROOT / 'optuna.db'}"
+
+
+def objective_metrics(task: str) -> list[str]:
+    """The run metrics a trial returns: NMI of the best clustering method on eval.split."""
+    if task not in TASKS:
+        raise ConfigError(f"tune.task={task!r} is not one of {', '.join(TASKS)}")
+    return ["genre/nmi", "language/nmi"] if task == "both" else [f"{task}/nmi"]
+
+
+def check_task(config: dict[str, Any]) -> None:
+    """A CVAE is told its label: tuning it for that label would reward reading the input."""
+    label = config["model"]["condition_on"]
+    task = config["tune"]["task"]
+    if label and task in (label, "both"):
+        other = "language" if label == "genre" else "genre"
+        raise ConfigError(f"{config['model']['name']} is conditioned on {label}, so its {label} "
+                          f"score is not unsupervised; tune it with tune.task={other}")
+
+
+StaleTrialHook = Callable[[FrozenTrial], None]
+
+
+def open_storage(url: str | None, heartbeat_seconds: int, max_retry: int,
+                 on_stale: StaleTrialHook | None = None) -> optuna.storages.BaseStorage:
+    """RDB storage (SQLite default, PostgreSQL/MySQL URLs) with heartbeats: a RUNNING trial whose
+    worker stopped beating for 2 heartbeats is failed and re-enqueued with the same parameters
+    when the next trial of the study starts (in any worker); on_stale(trial) then closes what
+    the dead worker left open (its MLflow run)."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def stale(study: optuna.Study, trial: FrozenTrial) -> None:
+        if on_stale is not None:
+            on_stale(trial)
+        retry(study, trial)
+
+    url = url or default_storage()
+    if url.split(":", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
+        raise ConfigError(f"tune.storage={masked(url)!r} is not an RDB URL; use sqlite:///path.db "
+                          f"or postgresql://user@host/db")
+    try:
+        return RDBStorage(
+            url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=stale,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+    except Exception as err:  # sqlalchemy errors carry the URL: say which one, masked
+        raise ConfigError(f"cannot open the Optuna storage {masked(url)}: {err}; check tune.storage "
+                          f"and that the database server is running") from err
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # constant_liar: parallel workers do not all sample next to the same running trial.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"tune.sampler={name!r} is not one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, warmup_epochs: int, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_epochs)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup_epochs), max_resource=max_epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"tune.pruner={name!r} is not one of {', '.join(PRUNERS)}")
+
+
+def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None) -> optuna.Study:
+    """Create the study or load it to resume (the sampler and pruner are this worker's)."""
+    tune = config["tune"]
+    metrics = objective_metrics(tune["task"])
+    storage = open_storage(tune["storage"], tune["heartbeat_seconds"], tune["max_retry"], on_stale)
+    name = study_name(config)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}.get(name)
+    # Seeded by how far the study got, so a fresh sequential study is reproducible while workers
+    # joining later do not replay the first worker's random draws.
+    seed = config["seed"] + (existing.n_trials if existing else 0)
+    pruner = make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, load_if_exists=True, directions=["maximize"] * len(metrics),
+            sampler=make_sampler(tune["sampler"], seed), pruner=pruner)
+    except ValueError as err:  # e.g. reopening a single-objective study as `both`
+        raise ConfigError(f"study {name!r} exists with other objectives ({err}); "
+                          f"set tune.study to a new name") from err
+    if existing is None:
+        study.set_metric_names(metrics)
+        study.set_user_attr("model", config["model"]["name"])
+        study.set_user_attr("task", tune["task"])
+    elif study.user_attrs.get("model") not in (None, config["model"]["name"]):
+        raise ConfigError(f"study {name!r} tunes {study.user_attrs['model']}, not "
+                          f"{config['model']['name']}; set tune.study to a new name")
+    return study
+
+
+def study_name(config: dict[str, Any]) -> str:
+    return config["tune"]["study"] or f"{config['model']['name']}-{config['tune']['task']}"
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def stop_conditions(n_trials: int) -> list[Any]:
+    """Stop at n_trials finished trials in the whole study (so reruns resume rather than add), or
+    when as many trials have failed outright, which means the settings are broken."""
+    def too_many_failures(study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > max(n_trials, 3):
+            log.error("more failed trials than n_trials: stopping the study; see the failed runs")
+            study.stop()
+    return [MaxTrialsCallback(n_trials, states=FINISHED), too_many_failures]
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial, or for `both` the Pareto front ordered by mean NMI (best first)."""
+    if finished_count(study) == 0 or not study.get_trials(states=(TrialState.COMPLETE,)):
+        return []
+    if len(study.directions) == 1:
+        return [study.best_trial]
+    return sorted(study.best_trials, key=lambda t: -sum(t.values) / len(t.values))
+
+
+def summary(study: optuna.Study) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics and tags for the study's MLflow run: trial counts, the best trial's values,
+    parameters and run id (mutable tags, since the best trial changes as the study resumes)."""
+    counts = {f"trials/{state.name.lower()}": float(len(study.get_trials(deepcopy=False, states=(state,))))
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    best = best_trials(study)
+    if not best:
+        return counts, {}
+    names = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
+    top = best[0]
+    metrics = counts | {f"best/{name.replace('/', '_')}": v for name, v in zip(names, top.values)}
+    tags = {"best_trial.number": str(top.number),
+            "best_trial.run_id": str(top.user_attrs.get("mlflow_run_id", ""))}
+    tags |= {f"best_trial.{key}": str(value) for key, value in top.params.items()}
+    if len(best) > 1:
+        tags["pareto_front.trials"] = ",".join(str(t.number) for t in best)
+    return metrics, tags
+
+
+def figures(study: optuna.Study) -> dict[str, Figure]:
+    """Optuna's history / importance / parallel-coordinate (and Pareto front or intermediate
+    values) plots. A plot that needs more trials than the study has is skipped, not an error."""
+    from optuna.visualization import matplotlib as plots
+
+    names = study.metric_names
+    single = len(study.directions) == 1
+    wanted = {"optimization_history": plots.plot_optimization_history,
+              "param_importances": plots.plot_param_importances,
+              "parallel_coordinate": plots.plot_parallel_coordinate}
+    if single:
+        wanted["intermediate_values"] = plots.plot_intermediate_values
+    else:
+        wanted["pareto_front"] = plots.plot_pareto_front
+    result = {}
+    for name, plot in wanted.items():
+        kwargs: dict[str, Any] = {}
+        if not single and name != "pareto_front":
+            kwargs = {"target": lambda t: t.values[0], "target_name": names[0] if names else "value_0"}
+        try:
+            axes = plot(study, **kwargs)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:  # too few trials for this plot
+            log.info("skipping the %s plot: %s", name, err)
+            continue
+        axes = axes.flat[0] if hasattr(axes, "flat") else axes
+        result[f"optuna/{name}.png"] = axes.figure
+    return result

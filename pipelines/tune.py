@@ -1,0 +1,113 @@
+"""Tune one architecture with an Optuna study; every trial is a nested MLflow run.
+
+    mlflow run . -e tune -P model=basic_vae -P n_trials=20 --env-manager local
+    python -m pipelines.tune --model basic_vae --tune.n_trials 20 --tune.task both
+    optuna-dashboard sqlite:///optuna.db
+
+The first invocation's run is the study's run (tag optuna.study_name); trials nest under the
+run of the invocation that ran them, and a later invocation (resume, another worker) nests its
+own run under the study's run. Each trial's run id is the trial's user attribute
+`mlflow_run_id`; each run carries the study name and trial number as tags.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from typing import Any
+
+import optuna
+from optuna_dashboard import save_note
+
+from components import study as studies
+from components import tracking
+from components.config import ConfigError, load_config
+from components.preparation import prepare_features
+from components.redaction import masked
+from components.search_space import load_search_space, suggest_overrides
+from components.training import NonFiniteLoss
+from pipelines.arguments import overrides_of, parser, run_cli
+from pipelines.train import checkpoint_dir, train
+
+
+def pruning_reporter(trial: optuna.Trial, metric: str | None):
+    """Report val/<task>_nmi after every epoch; raise TrialPruned when the pruner says so.
+    Multi-objective studies cannot prune (Optuna refuses report()), so they report nothing."""
+    def report(metrics: dict[str, float], epoch: int) -> None:
+        if metric is None or metric not in metrics:
+            return
+        trial.report(metrics[metric], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric}={metrics[metric]:.4f}")
+    return report
+
+
+def make_objective(model: str, base: list[str], config: dict[str, Any], study: optuna.Study):
+    space = load_search_space(model)
+    metrics = studies.objective_metrics(config["tune"]["task"])
+    pruned_on = f"val/{metrics[0].split('/')[0]}_nmi" if len(metrics) == 1 else None
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial_config = load_config(model, base + suggest_overrides(trial, space))
+        tags = {"optuna.study_name": study.study_name, "optuna.trial_number": str(trial.number),
+                "tune.task": config["tune"]["task"]}
+        with tracking.run(trial_config, run_name=f"trial_{trial.number}", nested=True, tags=tags,
+                          stopped_by=(optuna.TrialPruned,)):
+            run_id = tracking.active_run_id()
+            trial.set_user_attr("mlflow_run_id", run_id)
+            save_note(trial, f"MLflow run [{run_id}]({tracking.run_url(run_id)})")
+            try:
+                result = train(trial_config, on_epoch=pruning_reporter(trial, pruned_on))
+            finally:
+                if not config["tune"]["keep_checkpoints"]:  # the model is logged; only resume needs them
+                    shutil.rmtree(checkpoint_dir(trial_config, run_id), ignore_errors=True)
+        missing = [m for m in metrics if not isinstance(result.scores.get(m), float)]
+        if missing:
+            raise ConfigError(f"trial {trial.number} has no {missing} (a task with one class on "
+                              f"eval.split); use a data split where both tasks have 2+ classes")
+        values = tuple(float(result.scores[m]) for m in metrics)
+        return values[0] if len(values) == 1 else values
+    return objective
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = parser(__doc__.splitlines()[0])
+    args, extra = p.parse_known_args(argv)
+    base = overrides_of(args, extra)
+    config = load_config(args.model, base)
+    studies.check_task(config)
+    load_search_space(args.model)  # a broken search space fails before any run starts
+    # Heartbeats, metric names and the matplotlib plots are "experimental" in Optuna 5; we rely
+    # on them knowingly, so their warnings are noise in every trial's log.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = studies.open_study(config, on_stale=lambda trial: tracking.end_run_of_dead_worker(
+        trial.user_attrs.get("mlflow_run_id"), f"trial {trial.number}"))
+    tune = config["tune"]
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    tags = {"optuna.study_name": study.study_name, "optuna.storage": masked(
+        tune["storage"] or studies.default_storage()), "tune.task": tune["task"]}
+    with tracking.run(config, run_name=f"tune-{study.study_name}", tags=tags):
+        run_id = tracking.active_run_id()
+        if parent is None:
+            study.set_user_attr("mlflow_parent_run_id", run_id)
+            parent = run_id
+        elif parent != run_id:  # a resume or another worker: show it under the study's run
+            tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
+        tracking.log_config(config, [])
+        prepare_features(config)  # bad data fails here, once, and trials find the cache warm
+        done = studies.finished_count(study)
+        print(f"study {study.study_name}: {done} of {tune['n_trials']} trials finished"
+              + (", resuming" if done else ""))
+        if done < tune["n_trials"]:
+            study.optimize(make_objective(args.model, base, config, study), timeout=tune["timeout"],
+                           callbacks=studies.stop_conditions(tune["n_trials"]),
+                           catch=(NonFiniteLoss,), gc_after_trial=True)
+        metrics, summary_tags = studies.summary(study)
+        tracking.log_summary(parent, metrics, summary_tags, studies.figures(study),
+                             step=studies.finished_count(study))
+        print(f"study {study.study_name}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+    return run_id
+
+
+if __name__ == "__main__":
+    run_cli(main)
