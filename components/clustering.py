@@ -10,10 +10,15 @@ from sklearn.mixture import GaussianMixture
 METHODS = ("kmeans", "agglomerative", "gmm")
 
 
+def kmeans(k: int, seed: int = 0) -> KMeans:
+    """The KMeans of evaluation and of the served model's centroids: one setting for both."""
+    return KMeans(n_clusters=k, n_init=10, random_state=seed)
+
+
 def cluster(embeddings: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndarray:
     """Cluster ids [N] for embeddings [N, D]."""
     if method == "kmeans":
-        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(embeddings)
+        return kmeans(k, seed).fit_predict(embeddings)
     if method == "agglomerative":
         return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(embeddings)
     if method == "gmm":

@@ -27,6 +27,9 @@ from mlflow.types import Schema, TensorSpec
 
 from components.comparison import RunSummary
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
+from components.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
+from components.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
+from components.embedding_model import EmbeddingModel
 from components.feature_cache import FeatureCache
 from components.redaction import masked_value
 
@@ -194,21 +197,29 @@ def log_table(frame: Any, path: str) -> None:
         mlflow.log_artifact(str(target), artifact_path=str(Path(path).parent))
 
 
-def log_model(encoder: torch.nn.Module, n_mels: int, frames: int, latent_dim: int) -> str:
-    """Log the embedding model with the pytorch flavour; returns its models:/ URI.
+def log_model(model: EmbeddingModel, input_example: dict[str, np.ndarray]) -> str:
+    """Log the served model as a pyfunc; returns its models:/ URI.
 
-    Pickle format (not pt2) keeps the Python object, so mlflow.pytorch.load_model gives back
-    a module with .vae / .embed; code_paths carries components/ so it loads outside the repo.
+    "Models from code": MLflow stores components/served_model.py and the weights file, not a
+    pickle (MLflow warns about pickled models and can refuse them, MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
+    The signature names only the tensors this architecture uses: MLflow makes every TensorSpec
+    required and drops inputs the signature does not name. code_paths carries components/ so the
+    model loads outside the repo. MLflow runs the input example through the loaded model while
+    logging, so a model that cannot serve it is noticed here.
     """
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, n_mels, frames))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
-    )
-    info = mlflow.pytorch.log_model(
-        encoder.cpu().eval(), name="model", signature=signature, serialization_format="pickle",
-        code_paths=[str(PROJECT_ROOT / "components")],
-        pip_requirements=str(PROJECT_ROOT / "requirements.txt"),
-    )
+    def schema(spec: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> Schema:
+        return Schema([TensorSpec(dtype, shape, name) for name, (dtype, shape) in spec.items()])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / f"{EMBEDDING_ARTIFACT}.pt"
+        model.save(state)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(EMBEDDING_CODE_FILE), artifacts={EMBEDDING_ARTIFACT: str(state)},
+            signature=ModelSignature(inputs=schema(model.input_spec()), outputs=schema(model.output_spec())),
+            input_example=input_example, metadata=model.metadata(),
+            code_paths=[str(PROJECT_ROOT / "components")],
+            pip_requirements=str(PROJECT_ROOT / "requirements.txt"),
+        )
     return info.model_uri
 
 

@@ -20,11 +20,11 @@ from components.checkpoint import TrainState
 from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
 from components.dataset import TASKS, WindowDataset, make_loader
+from components.embedding_model import build_embedding_model
 from components.evaluation import evaluate
-from components.latent_encoder import LatentEncoder
 from components.lyrics import embed_lyrics
 from components.mfcc_baseline import baseline_scores
-from components.models import MODELS, adapt_to_data, build_model, count_parameters, input_shape_of
+from components.models import MODELS, adapt_to_data, build_model, count_parameters
 from components.preparation import prepare_features
 from components.pretraining import pretrain_and_init_mixture
 from components.training import MetricsCallback, Trainer
@@ -125,9 +125,9 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     tracking.log_gpu_memory(trainer.device)
     for path, figure in figures.items():
         tracking.log_figure(figure, path)
-    n_mels, frames = input_shape_of(config)
-    encoder = LatentEncoder(trainer.model, cache.mel_mean, cache.mel_std)
-    model_uri = tracking.log_model(encoder, n_mels, frames, config["model"]["latent_dim"])
+    served, example = build_embedding_model(trainer.model, cache, config, lyrics, trainer.device,
+                                            trainer.precision)
+    model_uri = tracking.log_model(served, example)
     tracking.set_tags({"model_uri": model_uri})  # what promotion registers
     print(f"run {run_id} finished: model {model_uri}; "
           + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
