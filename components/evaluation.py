@@ -9,6 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from components import plots
+from components.aggregation import to_unit
 from components.clustering import evaluate_task
 from components.dataset import TASKS, WindowDataset, make_loader
 from components.feature_cache import FeatureCache
@@ -18,14 +19,15 @@ from components.training import Precision, autocast, embed_loader, to_device
 
 def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, precision: Precision,
                  batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-    """Latent means [N, latent] of every window in dataset order, the true labels per task, and
-    the model's own cluster ids [N] when it makes them (VaDE's `assign`), else None."""
+    """Latent means [N, latent] of every window in dataset order, the true labels per task (and
+    the cache "row" of each window), and the model's own cluster ids [N] when it makes them
+    (VaDE's `assign`), else None."""
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0)
-    means, labels, own = [], {task: [] for task in TASKS}, []
+    means, labels, own = [], {key: [] for key in (*TASKS, "row")}, []
     assign = getattr(model, "assign", None)
     for batch, mu in embed_loader(model, loader, device, precision):
         means.append(mu.numpy())
-        for task in TASKS:
+        for task in (*TASKS, "row"):
             labels[task].append(batch[task].numpy())
         if assign is not None:
             with autocast(device, precision):
@@ -41,12 +43,19 @@ def clustering_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
     split cannot be scored and is reported as such instead of as a perfect or zero score."""
     scores: dict[str, float | str] = {}
     for task in TASKS:
+        if task not in labels:
+            continue
         if len(np.unique(labels[task])) < 2:
             scores[f"{task}/best_method"] = "unscored: one class in split"
             continue
         extra = {"model": own} if own is not None else None  # e.g. genre/nmi_model for VaDE
         scores |= evaluate_task(embeddings, labels[task], task, methods, seed, extra)
     return scores
+
+
+def song_ids(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
+    """The song of each window, by cache row."""
+    return cache.rows.set_index("row").loc[rows, "song_id"].to_numpy()
 
 
 def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.device,
@@ -71,6 +80,8 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
                          f"set data.val_fraction > 0 or eval.split: train")
     embeddings, labels, own = latent_means(model, dataset, device, precision,
                                            config["train"]["batch_size"])
+    embeddings, labels, own = to_unit(config["eval"]["unit"], embeddings, labels,
+                                      song_ids(cache, labels["row"]), own)
     scores = clustering_scores(embeddings, labels, config["eval"]["methods"], config["seed"], own)
     names = {task: np.asarray(cache.vocab[task])[labels[task]] for task in TASKS}
     keep = np.random.default_rng(0).permutation(len(embeddings))[: config["eval"]["projection_points"]]

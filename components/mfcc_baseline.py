@@ -6,6 +6,7 @@ import librosa
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from components.aggregation import to_unit
 from components.clustering import evaluate_task
 from components.dataset import TASKS
 from components.feature_cache import FeatureCache
@@ -20,12 +21,15 @@ def mfcc_statistics(cache: FeatureCache, rows: np.ndarray, n_mfcc: int = 20) -> 
     return StandardScaler().fit_transform(np.stack(features))
 
 
-def baseline_scores(cache: FeatureCache, split: str = "val", seed: int = 0) -> dict[str, float | str]:
-    """KMeans on MFCC statistics of one split, scored like the models, under 'baseline/<task>/...'."""
+def baseline_scores(cache: FeatureCache, split: str = "val", seed: int = 0,
+                    unit: str = "window") -> dict[str, float | str]:
+    """KMeans on MFCC statistics of one split, scored like the models (same unit), under
+    'baseline/<task>/...'."""
     rows = cache.rows[cache.rows.split == split]
-    features = mfcc_statistics(cache, rows.row.to_numpy())
+    features, labels, _ = to_unit(unit, mfcc_statistics(cache, rows.row.to_numpy()),
+                                  {task: rows[task].to_numpy() for task in TASKS}, rows.song_id.to_numpy())
     results: dict[str, float | str] = {}
     for task in TASKS:
-        scores = evaluate_task(features, rows[task].to_numpy(), task, methods=["kmeans"], seed=seed)
+        scores = evaluate_task(features, labels[task], task, methods=["kmeans"], seed=seed)
         results |= {f"baseline/{k}": v for k, v in scores.items() if "_" not in k.split("/")[1]}
     return results

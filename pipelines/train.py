@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from components import checkpoint, tracking
+from components.aggregation import to_unit
 from components.checkpoint import TrainState
 from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
 from components.dataset import TASKS, WindowDataset, make_loader
 from components.embedding_model import build_embedding_model
-from components.evaluation import evaluate
+from components.evaluation import evaluate, song_ids
 from components.lyrics import embed_lyrics
 from components.mfcc_baseline import baseline_scores
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
@@ -97,11 +98,14 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
         if on_epoch is not None:
             on_epoch(metrics, epoch)
 
-    method = config["eval"]["epoch_method"]
+    def epoch_scores(means: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
+        means, labels, _ = to_unit(config["eval"]["unit"], means, labels, song_ids(cache, labels.pop("row")))
+        return nmi_per_task(means, labels, config["eval"]["epoch_method"], config["seed"])
+
     model = build_model(name, config)
     trainer = Trainer(model, config, directory, run_id, on_epoch=after_epoch,
-                      epoch_scorer=(lambda means, labels: nmi_per_task(means, labels, method, config["seed"]))
-                      if method else None, tasks=TASKS)
+                      epoch_scorer=epoch_scores if config["eval"]["epoch_method"] else None,
+                      tasks=(*TASKS, "row"))
     pin = trainer.device.type == "cuda"
     workers = config["train"]["num_workers"]
     train_loader = make_loader(train_set, batch_size, True, config["seed"], workers, pin)
@@ -119,7 +123,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
 
     trainer.load_best()
     scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
-    scores |= baseline_scores(cache, config["eval"]["split"], config["seed"])
+    scores |= baseline_scores(cache, config["eval"]["split"], config["seed"], config["eval"]["unit"])
     tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
                                    "train/epochs_run": state.epoch + 1})
     tracking.log_gpu_memory(trainer.device)

@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 from optuna_dashboard import save_note
 
+from components import registry, tracking
 from components import study as studies
-from components import tracking
 from components.config import ConfigError, load_config
 from components.preparation import prepare_features
 from components.redaction import masked
@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> str:
         tracking.log_summary(parent, metrics, summary_tags, studies.figures(study),
                              step=studies.finished_count(study))
         print(f"study {study.study_name}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+        best = studies.best_trials(study)
+        if tune["promote"] and best:
+            # For `both`, the Pareto-front trial with the best mean NMI (registry.task_metric).
+            promotion = registry.promote(best[0].user_attrs["mlflow_run_id"], tune["task"], study.study_name)
+            tracking.log_summary(parent, {}, {"promotion": f"{promotion.name} v{promotion.version}: "
+                                              f"{promotion.reason}"}, {}, step=0)
+            print(f"promotion: {promotion.name} version {promotion.version}: {promotion.reason}")
     return run_id
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from components import registry
 from components import study as studies
 from components.config import PROJECT_ROOT, ConfigError, load_config
 from components.redaction import masked
@@ -70,6 +71,10 @@ def test_study_links_trials_and_nested_runs_and_resumes(tmp_path, corpus, mlflow
     assert parent.data.metrics["trials/complete"] == 2
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "optuna")}
     assert {"optuna/optimization_history.png", "optuna/parallel_coordinate.png"} <= artifacts
+    # The best trial's model was registered and, as the first version, became the champion.
+    (champion,) = [c for c in registry.champions() if c.name == "basic_vae"]
+    assert champion.run_id == best.user_attrs["mlflow_run_id"] and champion.study == "basic_vae-genre"
+    assert champion.metrics["genre/nmi"] == pytest.approx(best.value)
 
     # Rerunning the same study resumes it: one more trial to reach 3, under a worker run that
     # nests beneath the study's run.
