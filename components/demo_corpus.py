@@ -17,6 +17,8 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
+from components.config import ConfigError
+
 LANGUAGES = ("arabic", "english", "hindi", "spanish")
 GENRES = ("hiphop", "pop", "rock")
 
@@ -917,6 +919,13 @@ def generate_demo_corpus(root: Path, songs_per_cell: int = 4, seed: int = 0,
     root = Path(root)
     metadata = root / "metadata.csv"
     if metadata.exists():
+        with open(metadata, encoding="utf-8", newline="") as fh:
+            songs = sum(1 for _ in csv.reader(fh)) - 1  # minus the header
+        wanted = songs_per_cell * len(LANGUAGES) * len(GENRES)
+        if songs != wanted:  # an existing corpus of another size must not stand in silently
+            raise ConfigError(f"{root} holds a demo corpus of {songs} songs, not {wanted} "
+                             f"(songs_per_cell={songs_per_cell}); set data.demo_dir to another "
+                             f"folder for this size, or delete {root}")
         return metadata
     if songs_per_cell < 1:
         raise ValueError(f"songs_per_cell must be at least 1, got {songs_per_cell}")

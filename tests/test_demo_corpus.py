@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from components import demo_corpus
+from components.config import ConfigError
 from components.demo_corpus import GENRES, LANGUAGES, generate_demo_corpus
 
 SMALL = {"songs_per_cell": 1, "min_seconds": 31.0, "max_seconds": 33.0}
@@ -136,6 +137,12 @@ def test_second_call_returns_existing_corpus_without_rewriting(small, monkeypatc
     monkeypatch.setattr(demo_corpus, "_render", must_not_render)
     assert generate_demo_corpus(small.parent, seed=5, **SMALL) == small
     assert {p: p.stat().st_mtime_ns for p in small.parent.rglob("*")} == before
+
+
+def test_an_existing_corpus_of_another_size_is_refused_not_reused(small):
+    size = SMALL.get("songs_per_cell", 4)
+    with pytest.raises(ConfigError, match=r"holds a demo corpus of \d+ songs.*set data.demo_dir"):
+        generate_demo_corpus(small.parent, **(SMALL | {"songs_per_cell": size + 1}))
 
 
 def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
