@@ -26,6 +26,18 @@ def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
             *extra]
 
 
+def tune_args(tmp_path: Path, corpus: Path, model: str = "basic_vae", *extra: str) -> list[str]:
+    """pipelines.tune arguments: tiny shapes, the corpus, an Optuna SQLite storage in tmp_path."""
+    hidden = "[16,8]" if model == "basic_vae" else "[8,16]"
+    overrides = tiny_overrides(tmp_path, f"model.hidden_dims={hidden}", f"data.source={corpus}",
+                               f"tune.storage=sqlite:///{tmp_path / 'optuna.db'}", *extra)
+    args = ["--model", model]
+    for item in overrides:
+        key, value = item.split("=", 1)
+        args += [f"--{key}", value]
+    return args
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """12 real songs (one per language x genre) in wav/flac/ogg, with metadata.csv and lyrics."""

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines import tune
 from tests import servers
-from tests.test_tune import tune_args
+from tests.conftest import tune_args
 
 STUDY = "basic_vae-genre"
 

@@ -20,18 +20,7 @@ from components import study as studies
 from components.config import PROJECT_ROOT, ConfigError, load_config
 from components.redaction import masked
 from pipelines import tune
-from tests.conftest import tiny_overrides
-
-
-def tune_args(tmp_path: Path, corpus: Path, model: str = "basic_vae", *extra: str) -> list[str]:
-    hidden = "[16,8]" if model == "basic_vae" else "[8,16]"
-    overrides = tiny_overrides(tmp_path, f"model.hidden_dims={hidden}", f"data.source={corpus}",
-                               f"tune.storage=sqlite:///{tmp_path / 'optuna.db'}", *extra)
-    args = ["--model", model]
-    for item in overrides:
-        key, value = item.split("=", 1)
-        args += [f"--{key}", value]
-    return args
+from tests.conftest import tiny_overrides, tune_args
 
 
 def load_study(tmp_path: Path, name: str) -> optuna.Study:
