@@ -2,11 +2,13 @@
 pruning, both through the real tune pipeline on the demo corpus, one after the other in one
 process (same machine state, same data cache).
 
-    python -m benchmarks.tuning_efficiency [--model basic_vae] [--trials 12] [--epochs 30]
+    python -m benchmarks.tuning_efficiency [--model basic_vae] [--trials 10] [--epochs 30]
 
 Reports per strategy: epochs trained (summed over trials), wall time, trials pruned and the best
-validation NMI reached. Each strategy gets its own Optuna storage and MLflow store in a temp
-folder. Writes benchmarks/results/tuning_efficiency.json and prints a markdown table.
+validation NMI reached. Each strategy runs `python -m pipelines.tune` as its own process with its
+own Optuna storage and MLflow store in a temp folder (MLflow's fluent API caches experiment ids
+per process, so two stores in one process do not mix). Writes
+benchmarks/results/tuning_efficiency.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -14,32 +16,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import mlflow
 import optuna
 from optuna.trial import TrialState
 
 from components.config import PROJECT_ROOT
-from pipelines import tune
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "tuning_efficiency.json"
 STRATEGIES = {"tpe+median pruning": ("tpe", "median"), "random, no pruning": ("random", "none")}
 
 
 def run_strategy(folder: Path, model: str, sampler: str, pruner: str, trials: int, epochs: int,
-                 task: str, extra: list[str]) -> dict[str, float]:
+                 task: str, overrides: str) -> dict[str, float]:
     storage = f"sqlite:///{folder / 'optuna.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    args = ["--model", model, "--tune.storage", storage, "--tune.sampler", sampler, "--tune.pruner", pruner,
-            "--tune.n_trials", str(trials), "--tune.task", task, "--train.epochs", str(epochs),
-            "--train.checkpoint_dir", str(folder / "checkpoints"), "--tracking.system_metrics", "false",
-            *extra]
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    settings = {"tune.storage": storage, "tune.sampler": sampler, "tune.pruner": pruner,
+                "tune.n_trials": trials, "tune.task": task, "tune.promote": "false",
+                "train.epochs": epochs, "train.checkpoint_dir": folder / "checkpoints",
+                "tracking.system_metrics": "false"}
+    args = [sys.executable, "-m", "pipelines.tune", "--model", model,
+            *(item for key, value in settings.items() for item in (f"--{key}", str(value))),
+            "--overrides", overrides or "none"]
     started = time.perf_counter()
-    tune.main(args)
+    subprocess.run(args, env=env, cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     study = optuna.load_study(study_name=f"{model}-{task}", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -53,10 +59,10 @@ def run_strategy(folder: Path, model: str, sampler: str, pruner: str, trials: in
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="basic_vae")
-    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--trials", type=int, default=10)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--task", default="genre")
-    p.add_argument("--extra", nargs="*", default=[], help="more --key value config overrides")
+    p.add_argument("--overrides", default="", help="more config overrides, 'key=value key=value'")
     args = p.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             folder = Path(tmp) / sampler
             folder.mkdir()
             results[label] = run_strategy(folder, args.model, sampler, pruner, args.trials, args.epochs,
-                                          args.task, args.extra)
+                                          args.task, args.overrides)
     report = {"model": args.model, "trials": args.trials, "max_epochs": args.epochs, "task": args.task,
               "cpu_count": os.cpu_count(), "results": results}
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

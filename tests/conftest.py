@@ -63,8 +63,12 @@ def mlflow_store(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)  # default artifact root ./mlruns lands in tmp
     import mlflow
+    from mlflow.tracking import fluent
 
     mlflow.set_tracking_uri(uri)  # the fluent API keeps a URI set by an earlier test otherwise
+    # ... and the experiment id an earlier test's set_experiment chose, which does not exist in
+    # this fresh store ("No Experiment with id=1"): start from the store's default experiment.
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
     yield uri
     mlflow.set_tracking_uri(None)
 
