@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import optuna
 
 from components.config import PROJECT_ROOT
 from tests.conftest import tiny_overrides
@@ -37,3 +38,23 @@ def test_mlflow_run_rejects_an_unknown_model(tmp_path, mlflow_store):
          "-P", "model=resnet_vae"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "unknown model 'resnet_vae'. Valid models: basic_vae, beta_vae, conv_vae" in result.stderr
+
+
+def test_mlflow_run_tune_entry_point(tmp_path, corpus, mlflow_store):
+    """`mlflow run . -e tune -P model=... -P n_trials=N`: the project run is the study's run."""
+    overrides = " ".join(tiny_overrides(tmp_path, "model.hidden_dims=[16,8]", "train.epochs=1"))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "-e", "tune",
+         "--env-manager", "local", "-P", "model=basic_vae", "-P", "n_trials=1", "-P", f"data={corpus}",
+         "-P", f"storage={storage}", "-P", "study=project-study", "-P", f"overrides={overrides}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="project-study", storage=storage).trials
+    runs = {r.info.run_name: r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    child = runs["trial_0"]
+    assert child.info.run_id == trial.user_attrs["mlflow_run_id"] and child.info.status == "FINISHED"
+    parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.params["n_trials"] == "1" and parent.data.tags["optuna.study_name"] == "project-study"
+    assert parent.info.status == "FINISHED" and "best/genre_nmi" in parent.data.metrics
