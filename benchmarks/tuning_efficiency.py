@@ -2,7 +2,7 @@
 pruning, both through the real tune pipeline on the demo corpus, one after the other in one
 process (same machine state, same data cache).
 
-    python -m benchmarks.tuning_efficiency [--model basic_vae] [--trials 10] [--epochs 30]
+    python -m benchmarks.tuning_efficiency [--model basic_vae] [--trials 12] [--epochs 30]
 
 Reports per strategy: epochs trained (summed over trials), wall time, trials pruned and the best
 validation NMI reached. Each strategy runs `python -m pipelines.tune` as its own process with its
@@ -59,7 +59,7 @@ def run_strategy(folder: Path, model: str, sampler: str, pruner: str, trials: in
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="basic_vae")
-    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--trials", type=int, default=12)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--task", default="genre")
     p.add_argument("--overrides", default="", help="more config overrides, 'key=value key=value'")

@@ -80,10 +80,11 @@ def open_storage(url: str | None, heartbeat_seconds: int, max_retry: int,
                           f"and that the database server is running") from err
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, startup_trials: int = 10) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # constant_liar: parallel workers do not all sample next to the same running trial.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=startup_trials)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"tune.sampler={name!r} is not one of {', '.join(SAMPLERS)}")
@@ -113,7 +114,7 @@ def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None) -
     try:
         study = optuna.create_study(
             storage=storage, study_name=name, load_if_exists=True, directions=["maximize"] * len(metrics),
-            sampler=make_sampler(tune["sampler"], seed), pruner=pruner)
+            sampler=make_sampler(tune["sampler"], seed, tune["startup_trials"]), pruner=pruner)
     except ValueError as err:  # e.g. reopening a single-objective study as `both`
         raise ConfigError(f"study {name!r} exists with other objectives ({err}); "
                           f"set tune.study to a new name") from err
