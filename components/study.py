@@ -94,7 +94,10 @@ def make_pruner(name: str, warmup_epochs: int, max_epochs: int) -> optuna.pruner
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_epochs)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup_epochs), max_resource=max_epochs)
+        # Resources are epochs; a warm-up longer than the training must not push the first
+        # rung past the last epoch.
+        return optuna.pruners.HyperbandPruner(min_resource=min(max(1, warmup_epochs), max_epochs),
+                                              max_resource=max_epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"tune.pruner={name!r} is not one of {', '.join(PRUNERS)}")

@@ -177,6 +177,15 @@ def test_bad_tune_settings_are_clear_errors(tmp_path):
         studies.open_study(load_config("conv_vae", [f"tune.storage={storage}", "tune.study=s"]))
 
 
+def test_pruners_follow_the_epoch_budget():
+    hyperband = studies.make_pruner("hyperband", warmup_epochs=3, max_epochs=2)
+    assert (hyperband._min_resource, hyperband._max_resource) == (2, 2)
+    median = studies.make_pruner("median", warmup_epochs=3, max_epochs=30)
+    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_warmup_steps == 3
+    with pytest.raises(ConfigError, match="tune.pruner='asha'"):
+        studies.make_pruner("asha", 3, 30)
+
+
 def test_passwords_are_masked():
     assert masked("postgresql://optuna:hunter2@db:5432/studies") == "postgresql://optuna:***@db:5432/studies"
     assert masked("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
