@@ -20,10 +20,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from components.config import PROJECT_ROOT, ConfigError
 from components.redaction import masked
+from components.registry import PROMOTION_TASKS, task_labels
 
 log = logging.getLogger(__name__)
 
-TASKS = ("genre", "language", "both")
+TASKS = PROMOTION_TASKS  # a study optimises what promotion judges
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -37,14 +38,15 @@ def objective_metrics(task: str) -> list[str]:
     """The run metrics a trial returns: NMI of the best clustering method on eval.split."""
     if task not in TASKS:
         raise ConfigError(f"tune.task={task!r} is not one of {', '.join(TASKS)}")
-    return ["genre/nmi", "language/nmi"] if task == "both" else [f"{task}/nmi"]
+    return [f"{label}/nmi" for label in task_labels(task)]
 
 
 def check_task(config: dict[str, Any]) -> None:
     """A CVAE is told its label: tuning it for that label would reward reading the input."""
     label = config["model"]["condition_on"]
     task = config["tune"]["task"]
-    if label and task in (label, "both"):
+    objective_metrics(task)  # an unknown task is reported as the tune.task key it came from
+    if label and label in task_labels(task):
         other = "language" if label == "genre" else "genre"
         raise ConfigError(f"{config['model']['name']} is conditioned on {label}, so its {label} "
                           f"score is not unsupervised; tune it with tune.task={other}")
@@ -109,10 +111,13 @@ def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None) -
     metrics = objective_metrics(tune["task"])
     storage = open_storage(tune["storage"], tune["heartbeat_seconds"], tune["max_retry"], on_stale)
     name = study_name(config)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}.get(name)
+    try:  # not get_all_study_summaries: that computes every study's best trial
+        existing = storage.get_n_trials(storage.get_study_id_from_name(name))
+    except KeyError:
+        existing = None
     # Seeded by how far the study got, so a fresh sequential study is reproducible while workers
     # joining later do not replay the first worker's random draws.
-    seed = config["seed"] + (existing.n_trials if existing else 0)
+    seed = config["seed"] + (existing or 0)
     pruner = make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])
     try:
         study = optuna.create_study(
@@ -151,7 +156,7 @@ def stop_conditions(n_trials: int) -> list[Any]:
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial, or for `both` the Pareto front ordered by mean NMI (best first)."""
-    if finished_count(study) == 0 or not study.get_trials(states=(TrialState.COMPLETE,)):
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []
     if len(study.directions) == 1:
         return [study.best_trial]
