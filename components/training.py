@@ -59,7 +59,7 @@ def choose_precision(device: torch.device, amp: bool) -> Precision:
     """float16 + GradScaler on CUDA; bfloat16 on CPU only where oneDNN has bf16 kernels.
 
     Without them (this project's AMD EPYC CI machines) bf16 convolutions fall back to slow
-    reference kernels, 12.4x slower than fp32 (benchmarks/cpu_precision.py), so AMP is off there.
+    reference kernels, 11-12x slower than fp32 (benchmarks/cpu_precision.py), so AMP is off there.
     """
     if not amp:
         return Precision(None, False, "train.amp=false")
