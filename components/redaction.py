@@ -21,3 +21,12 @@ def masked(url: str) -> str:
 def masked_value(value: Any) -> Any:
     """Config values as logged: strings that are URLs with a password are masked."""
     return masked(value) if isinstance(value, str) and "://" in value else value
+
+
+def masked_text(text: str, url: str) -> str:
+    """Any text (an error message, a log line) with the URL's password replaced by ***."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text

@@ -206,6 +206,12 @@ def promote(run_id: str, task: str, study: str | None = None) -> Promotion:
     if existing is None:
         # register_model (not create_model_version) also links the version on the logged model.
         version = int(mlflow.register_model(source, name, tags=tags).version)
+        # Two tune workers finishing at once can both register the study's best run: the lowest
+        # version stays, the others are deleted, so every worker ends on the same version.
+        first = _version_of_run(client, name, run_id)
+        if first is not None and int(first.version) < version:
+            client.delete_model_version(name, str(version))
+            version = int(first.version)
     else:
         version = int(existing.version)
         # A version holding an alias keeps the task it was judged on when it won.

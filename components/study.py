@@ -1,25 +1,31 @@
 """Optuna studies: storage, sampler, pruner, the objective's metrics, and the study's summary.
 
-A study is named `<model>-<task>` unless told otherwise and lives in `optuna.db` (SQLite) in the
-project root, or in any storage URL Optuna takes (PostgreSQL for many machines). Reopening it
-resumes it: `tune.n_trials` is the number of finished (complete + pruned) trials the study
-should hold, not the number this invocation adds.
+A study is named `<model>-<task>` unless told otherwise. By default it lives in the journal file
+`optuna.log` in the project root: Optuna's storage for parallel workers on one host (SQLite locks
+under concurrent writers). `tune.storage` also takes a journal file path of your own or an RDB URL:
+PostgreSQL for workers on many machines, SQLite for one worker. Reopening a study resumes it:
+`tune.n_trials` is the number of finished (complete + pruned) trials the study should hold, not
+the number this invocation adds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import optuna
 from matplotlib.figure import Figure
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from components.config import PROJECT_ROOT, ConfigError
-from components.redaction import masked
+from components.redaction import masked, masked_text
 from components.registry import PROMOTION_TASKS, task_labels
 
 log = logging.getLogger(__name__)
@@ -30,8 +36,16 @@ PRUNERS = ("median", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
 def default_storage() -> str:
-    return f"sqlite:///{PROJECT_ROOT / 'optuna.db'}"
+    return str(PROJECT_ROOT / "optuna.log")
+
+
+def is_journal(url: str) -> bool:
+    """A plain path is a journal file; anything with a scheme is an RDB URL."""
+    return "://" not in url
 
 
 def objective_metrics(task: str) -> list[str]:
@@ -57,29 +71,80 @@ StaleTrialHook = Callable[[FrozenTrial], None]
 
 def open_storage(url: str | None, heartbeat_seconds: int, max_retry: int,
                  on_stale: StaleTrialHook | None = None) -> optuna.storages.BaseStorage:
-    """RDB storage (SQLite default, PostgreSQL/MySQL URLs) with heartbeats: a RUNNING trial whose
-    worker stopped beating for 2 heartbeats is failed and re-enqueued with the same parameters
-    when the next trial of the study starts (in any worker); on_stale(trial) then closes what
-    the dead worker left open (its MLflow run)."""
+    """A journal file (the default; a path) or an RDB storage (an URL) with heartbeats.
+
+    RDB: a RUNNING trial whose worker stopped beating for 2 heartbeats is failed and re-enqueued
+    with the same parameters when the next trial of the study starts (in any worker). Journal
+    files have no heartbeats in Optuna; `fail_dead_local_trials` does the same for workers on
+    this host. on_stale(trial) then closes what the dead worker left open (its MLflow run)."""
+    url = url or default_storage()
+    if is_journal(url):
+        path = os.path.abspath(os.path.expanduser(url))
+        if not os.path.isdir(os.path.dirname(path)):
+            raise ConfigError(f"tune.storage={url!r}: folder {os.path.dirname(path)} does not exist; "
+                              f"create it or pick another journal file path")
+        return JournalStorage(JournalFileBackend(path))
+    if url.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
+        raise ConfigError(f"tune.storage={masked(url)!r} is not an RDB URL; use sqlite:///path.db, "
+                          f"postgresql://user@host/db or a journal file path")
+    try:
+        return RDBStorage(
+            url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=_stale_trial_callback(max_retry, on_stale),
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+    except Exception as err:  # sqlalchemy errors carry the URL: say which one, masked
+        raise ConfigError(f"cannot open the Optuna storage {masked(url)}: {masked_text(str(err), url)}; "
+                          f"check tune.storage and that the database server is running") from err
+
+
+def _stale_trial_callback(max_retry: int, on_stale: StaleTrialHook | None
+                          ) -> Callable[[optuna.Study, FrozenTrial], None]:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def stale(study: optuna.Study, trial: FrozenTrial) -> None:
         if on_stale is not None:
             on_stale(trial)
         retry(study, trial)
+    return stale
 
-    url = url or default_storage()
-    if url.split(":", 1)[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
-        raise ConfigError(f"tune.storage={masked(url)!r} is not an RDB URL; use sqlite:///path.db "
-                          f"or postgresql://user@host/db")
+
+def worker_id() -> str:
+    """host:pid of this process, kept on each trial (user attribute `worker`)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
     try:
-        return RDBStorage(
-            url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
-            heartbeat_stale_trial_callback=stale,
-            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
-    except Exception as err:  # sqlalchemy errors carry the URL: say which one, masked
-        raise ConfigError(f"cannot open the Optuna storage {masked(url)}: {err}; check tune.storage "
-                          f"and that the database server is running") from err
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study, max_retry: int,
+                           on_stale: StaleTrialHook | None = None) -> list[int]:
+    """What heartbeats do on RDB storages, for a journal file: a RUNNING trial whose worker was a
+    process on this host that no longer exists is failed, on_stale(trial) runs and the trial is
+    re-enqueued with the same parameters. Returns the failed trial numbers."""
+    if not isinstance(study._storage, JournalStorage):
+        return []
+    host = socket.gethostname()
+    callback = _stale_trial_callback(max_retry, on_stale)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        log.warning("trial %d: its worker (pid %s) is gone; failed and re-enqueued", trial.number, pid)
+        callback(study, study._storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+    return failed
 
 
 def make_sampler(name: str, seed: int, startup_trials: int = 10) -> optuna.samplers.BaseSampler:
@@ -105,8 +170,11 @@ def make_pruner(name: str, warmup_epochs: int, max_epochs: int) -> optuna.pruner
     raise ConfigError(f"tune.pruner={name!r} is not one of {', '.join(PRUNERS)}")
 
 
-def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None) -> optuna.Study:
-    """Create the study or load it to resume (the sampler and pruner are this worker's)."""
+def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None
+               ) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it to resume or to join other workers (the sampler and pruner
+    are this worker's). Returns (study, created): exactly one worker creates a study, even when
+    several start at once, since the storage refuses a second study of the same name."""
     tune = config["tune"]
     metrics = objective_metrics(tune["task"])
     storage = open_storage(tune["storage"], tune["heartbeat_seconds"], tune["max_retry"], on_stale)
@@ -114,26 +182,29 @@ def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None) -
     try:  # not get_all_study_summaries: that computes every study's best trial
         existing = storage.get_n_trials(storage.get_study_id_from_name(name))
     except KeyError:
-        existing = None
+        existing = 0
     # Seeded by how far the study got, so a fresh sequential study is reproducible while workers
     # joining later do not replay the first worker's random draws.
-    seed = config["seed"] + (existing or 0)
-    pruner = make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])
+    seed = config["seed"] + existing
+    settings = {"storage": storage, "study_name": name, "directions": ["maximize"] * len(metrics),
+                "sampler": make_sampler(tune["sampler"], seed, tune["startup_trials"]),
+                "pruner": make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])}
     try:
-        study = optuna.create_study(
-            storage=storage, study_name=name, load_if_exists=True, directions=["maximize"] * len(metrics),
-            sampler=make_sampler(tune["sampler"], seed, tune["startup_trials"]), pruner=pruner)
+        try:
+            study, created = optuna.create_study(**settings), True
+        except DuplicatedStudyError:
+            study, created = optuna.create_study(**settings, load_if_exists=True), False
     except ValueError as err:  # e.g. reopening a single-objective study as `both`
         raise ConfigError(f"study {name!r} exists with other objectives ({err}); "
                           f"set tune.study to a new name") from err
-    if existing is None:
+    if created:
         study.set_metric_names(metrics)
         study.set_user_attr("model", config["model"]["name"])
         study.set_user_attr("task", tune["task"])
     elif study.user_attrs.get("model") not in (None, config["model"]["name"]):
         raise ConfigError(f"study {name!r} tunes {study.user_attrs['model']}, not "
                           f"{config['model']['name']}; set tune.study to a new name")
-    return study
+    return study, created
 
 
 def study_name(config: dict[str, Any]) -> str:

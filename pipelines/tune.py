@@ -2,17 +2,19 @@
 
     mlflow run . -e tune -P model=basic_vae -P n_trials=20 --env-manager local
     python -m pipelines.tune --model basic_vae --tune.n_trials 20 --tune.task both
-    optuna-dashboard sqlite:///optuna.db
+    optuna-dashboard optuna.log
 
-The first invocation's run is the study's run (tag optuna.study_name); trials nest under the
-run of the invocation that ran them, and a later invocation (resume, another worker) nests its
-own run under the study's run. Each trial's run id is the trial's user attribute
-`mlflow_run_id`; each run carries the study name and trial number as tags.
+The run of the invocation that created the study is the study's run (tag optuna.study_name);
+trials nest under the run of the invocation that ran them, and every other invocation (a resume,
+a parallel worker here or on another machine) nests its own run under the study's run. Each
+trial's run id is the trial's user attribute `mlflow_run_id`, its worker's host:pid `worker`;
+each run carries the study name and trial number as tags.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from typing import Any
 
@@ -55,6 +57,7 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
                           stopped_by=(optuna.TrialPruned,)):
             run_id = tracking.active_run_id()
             trial.set_user_attr("mlflow_run_id", run_id)
+            trial.set_user_attr("worker", studies.worker_id())
             save_note(trial, f"MLflow run [{run_id}]({tracking.run_url(run_id)})")
             try:
                 result = train(trial_config, on_epoch=pruning_reporter(trial, pruned_on))
@@ -70,6 +73,21 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
     return objective
 
 
+def study_run_id(study: optuna.Study, own_run_id: str, wait_seconds: float = 60) -> str:
+    """The study's MLflow run id. A worker that joins a study created a moment ago waits for the
+    creating worker to record it (it starts its run right after creating the study); if that
+    worker died first, this run becomes the study's run."""
+    deadline = time.monotonic() + wait_seconds
+    while (parent := study.user_attrs.get("mlflow_parent_run_id")) is None:
+        if time.monotonic() > deadline:
+            print(f"study {study.study_name}: no MLflow run recorded by its creator; this run "
+                  f"({own_run_id}) becomes the study's run")
+            study.set_user_attr("mlflow_parent_run_id", own_run_id)
+            return own_run_id
+        time.sleep(0.5)
+    return parent
+
+
 def main(argv: list[str] | None = None) -> str:
     p = parser(__doc__.splitlines()[0])
     args, extra = p.parse_known_args(argv)
@@ -80,18 +98,22 @@ def main(argv: list[str] | None = None) -> str:
     # Heartbeats, metric names and the matplotlib plots are "experimental" in Optuna 5; we rely
     # on them knowingly, so their warnings are noise in every trial's log.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = studies.open_study(config, on_stale=lambda trial: tracking.end_run_of_dead_worker(
-        trial.user_attrs.get("mlflow_run_id"), f"trial {trial.number}"))
+
+    def close_dead_run(trial: optuna.trial.FrozenTrial) -> None:
+        tracking.end_run_of_dead_worker(trial.user_attrs.get("mlflow_run_id"), f"trial {trial.number}")
+
+    study, created = studies.open_study(config, on_stale=close_dead_run)
     tune = config["tune"]
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    studies.fail_dead_local_trials(study, tune["max_retry"], close_dead_run)
     tags = {"optuna.study_name": study.study_name, "optuna.storage": masked(
-        tune["storage"] or studies.default_storage()), "tune.task": tune["task"]}
+        tune["storage"] or studies.default_storage()), "tune.task": tune["task"],
+        "tune.worker": studies.worker_id()}
     with tracking.run(config, run_name=f"tune-{study.study_name}", tags=tags):
         run_id = tracking.active_run_id()
-        if parent is None:
+        if created:
             study.set_user_attr("mlflow_parent_run_id", run_id)
-            parent = run_id
-        elif parent != run_id:  # a resume or another worker: show it under the study's run
+        parent = study_run_id(study, run_id)
+        if parent != run_id:  # a resume or another worker: show it under the study's run
             tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
         tracking.log_config(config, [])
         prepare_features(config)  # bad data fails here, once, and trials find the cache warm
@@ -99,8 +121,12 @@ def main(argv: list[str] | None = None) -> str:
         print(f"study {study.study_name}: {done} of {tune['n_trials']} trials finished"
               + (", resuming" if done else ""))
         if done < tune["n_trials"]:
+            # Between trials, also fail and re-enqueue trials of dead workers on this host (journal
+            # storages have no heartbeats; on RDB storages this finds nothing).
+            def reap(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+                studies.fail_dead_local_trials(study, tune["max_retry"], close_dead_run)
             study.optimize(make_objective(args.model, base, config, study), timeout=tune["timeout"],
-                           callbacks=studies.stop_conditions(tune["n_trials"]),
+                           callbacks=[*studies.stop_conditions(tune["n_trials"]), reap],
                            catch=(NonFiniteLoss,), gc_after_trial=True)
         metrics, summary_tags = studies.summary(study)
         tracking.log_summary(parent, metrics, summary_tags, studies.figures(study),

@@ -27,10 +27,11 @@ def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
 
 
 def tune_args(tmp_path: Path, corpus: Path, model: str = "basic_vae", *extra: str) -> list[str]:
-    """pipelines.tune arguments: tiny shapes, the corpus, an Optuna SQLite storage in tmp_path."""
+    """pipelines.tune arguments: tiny shapes, the corpus, the default kind of Optuna storage (a
+    journal file) in tmp_path unless extra sets tune.storage."""
     hidden = "[16,8]" if model == "basic_vae" else "[8,16]"
     overrides = tiny_overrides(tmp_path, f"model.hidden_dims={hidden}", f"data.source={corpus}",
-                               f"tune.storage=sqlite:///{tmp_path / 'optuna.db'}", *extra)
+                               f"tune.storage={tmp_path / 'optuna.log'}", *extra)
     args = ["--model", model]
     for item in overrides:
         key, value = item.split("=", 1)

@@ -15,6 +15,7 @@ import mlflow
 import optuna
 import pytest
 
+from components import study as studies
 from pipelines import tune
 from tests import servers
 from tests.conftest import tune_args
@@ -37,11 +38,12 @@ def dashboards(tmp_path_factory, corpus) -> Iterator[Dashboards]:
     servers. Module-scoped, so the API and browser tests share one study and one pair of servers;
     hence its own SQLite tracking store, set up as conftest's function-scoped mlflow_store does."""
     folder = tmp_path_factory.mktemp("dashboards")
-    tracking, storage = f"sqlite:///{folder / 'mlflow.db'}", f"sqlite:///{folder / 'optuna.db'}"
-    # Create both schemas before anything else opens them: the servers then start (~10 s of
-    # imports) while the study runs, and never race the tune pipeline to create tables.
+    # The default kind of study storage: a journal file, which optuna-dashboard reads by path.
+    tracking, storage = f"sqlite:///{folder / 'mlflow.db'}", str(folder / "optuna.log")
+    # Create the schema and the journal before anything else opens them: the servers then start
+    # (~10 s of imports) while the study runs, and never race the tune pipeline to create them.
     mlflow.MlflowClient(tracking).search_experiments()
-    optuna.storages.RDBStorage(storage)
+    studies.open_storage(storage, 60, 0)
     started = (servers.mlflow_server(tracking, folder / "mlflow-server"),
                servers.optuna_dashboard(storage, folder / "optuna-dashboard"))
     with servers.running(*started):
@@ -75,7 +77,7 @@ def trial_runs(mlflow_url: str, parent_run_id: str) -> dict[str, dict[str, Any]]
 
 
 def test_servers_show_study_trials_runs_and_metrics(dashboards: Dashboards):
-    truth = optuna.load_study(study_name=STUDY, storage=dashboards.storage)
+    truth = optuna.load_study(study_name=STUDY, storage=studies.open_storage(dashboards.storage, 60, 0))
     study_id, study = servers.served_study(dashboards.optuna_url, STUDY)
     assert study["objective_names"] == ["genre/nmi"] and study["directions"] == ["maximize"]
     assert attrs(study["user_attrs"])["mlflow_parent_run_id"] == dashboards.parent_run_id

@@ -1,4 +1,4 @@
-"""The tune pipeline on real Optuna (SQLite RDB storage) and a real MLflow store, tiny shapes."""
+"""The tune pipeline on real Optuna storages (journal file, SQLite) and a real MLflow store, tiny shapes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import mlflow
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from components import registry
 from components import study as studies
@@ -23,8 +23,9 @@ from pipelines import tune
 from tests.conftest import tiny_overrides, tune_args
 
 
-def load_study(tmp_path: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+def load_study(tmp_path: Path, name: str, storage: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=studies.open_storage(
+        storage or str(tmp_path / "optuna.log"), 60, 0))
 
 
 def runs_by_name() -> dict[str, mlflow.entities.Run]:
@@ -113,10 +114,8 @@ def test_both_tasks_is_a_two_objective_study_with_a_pareto_front(tmp_path, corpu
     assert "optuna/pareto_front.png" in plots
 
 
-def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(tmp_path, corpus, mlflow_store):
-    # Worker 1 runs slow trials with a 1 s heartbeat and is SIGKILLed mid-trial.
-    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=1", "tune.heartbeat_seconds=1",
-                     "train.epochs=200", "train.early_stopping_patience=200")
+def _kill_worker_mid_trial(tmp_path: Path, args: list[str], storage: str | None = None) -> FrozenTrial:
+    """Start a tune worker on slow trials, SIGKILL it once a trial is running; that trial."""
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.tune", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -124,27 +123,42 @@ def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(tmp_path, 
         deadline = time.time() + 180
         while time.time() < deadline:
             try:
-                running = load_study(tmp_path, "basic_vae-genre").get_trials(states=(TrialState.RUNNING,))
+                running = load_study(tmp_path, "basic_vae-genre", storage).get_trials(
+                    states=(TrialState.RUNNING,))
             except KeyError:  # the study is not created yet
                 running = []
-            if running and running[0].user_attrs.get("mlflow_run_id"):
-                break
+            if running and running[0].user_attrs.get("worker"):
+                return running[0]
             time.sleep(0.5)
-        else:
-            pytest.fail("worker 1 never started a trial")
+        pytest.fail("the worker never started a trial")
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    dead = running[0]
-    time.sleep(3)  # past the grace period (2 heartbeats)
+        proc.wait()  # reaped: its pid no longer exists
+
+
+SLOW = ("tune.n_trials=1", "train.epochs=200", "train.early_stopping_patience=200")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_trial_whose_worker_died_is_failed_and_retried(tmp_path, corpus, mlflow_store, kind):
+    """RDB storages find the dead worker by its missing heartbeats (1 s here); the default
+    journal file by its process being gone from this host."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else str(tmp_path / "optuna.log")
+    settings = (f"tune.storage={storage}", "tune.heartbeat_seconds=1")
+    dead = _kill_worker_mid_trial(tmp_path, tune_args(tmp_path, corpus, "basic_vae", *SLOW, *settings),
+                                  storage)
+    if kind == "sqlite":
+        time.sleep(3)  # past the grace period (2 heartbeats)
 
     # Worker 2 joins the same study with a short training: the dead trial is failed and retried.
-    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=1", "tune.heartbeat_seconds=1"))
-    study = load_study(tmp_path, "basic_vae-genre")
+    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=1", *settings))
+    study = load_study(tmp_path, "basic_vae-genre", storage)
     assert study.trials[dead.number].state == TrialState.FAIL
     (retried,) = study.get_trials(states=(TrialState.COMPLETE,))
     assert retried.params == dead.params
     assert retried.system_attrs["failed_trial"] == dead.number
+    dead_run = mlflow.get_run(dead.user_attrs["mlflow_run_id"])
+    assert dead_run.info.status == "FAILED" and "re-enqueued" in dead_run.data.tags["error"]
 
 
 def test_mlproject_tune_defaults_match_the_config_defaults():
