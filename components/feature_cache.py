@@ -227,7 +227,13 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
             "source": str(catalog.root),
         }
         (building / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        os.replace(building, final)
+        try:
+            os.replace(building, final)
+        except OSError:
+            # Parallel tune workers prepare at once: another one renamed its build of the same
+            # digest (the same inputs, so the same content) into place first; use that one.
+            if open_cache(final) is None:
+                raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
     cache = open_cache(final)

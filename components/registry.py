@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from components.comparison import SCORES
 from components.dataset import TASKS
-from components.tracking import tracking_uri
+from components.tracking import connect, tracking_uri
 
 PROMOTION_TASKS = (*TASKS, "both")
 CHAMPION = "champion"
@@ -91,8 +91,9 @@ def _check_task(task: str) -> None:
 def _client() -> MlflowClient:
     # Global, not only the client's: MLflow's SQL registry store resolves a `models:/m-...` source
     # through a default MlflowClient(), and mlflow.register_model uses one too.
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri=tracking_uri())
+    uri = connect()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def _finished_run(client: MlflowClient, run_id: str) -> Run:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import logging
 import os
 import subprocess
@@ -31,13 +32,67 @@ from components.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.embedding_model import EmbeddingModel
 from components.feature_cache import FeatureCache
-from components.redaction import masked_value
+from components.redaction import masked, masked_value
 
 log = logging.getLogger(__name__)
 
 
+class TrackingError(Exception):
+    """The tracking store cannot be reached, or stopped answering during a run."""
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+_connected: set[str] = set()
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def connect() -> str:
+    """Check the tracking store answers before anything is written locally; returns its URI.
+
+    A server: one request without MLflow's retries (7, with back-off, would hold a wrong URI for
+    minutes), failing with a TrackingError that names it. A SQLite store: MLflow creates and
+    migrates the schema on first use without a lock, and parallel workers on a fresh store
+    corrupt it ("table _alembic_tmp_experiments already exists"): first use happens under a file lock.
+    """
+    uri = tracking_uri()
+    if uri in _connected:
+        return uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as err:  # connection refused, DNS, TLS, auth: all mean "not usable"
+            raise TrackingError(
+                f"cannot reach the MLflow tracking server {masked(uri)} ({_first_line(err)}); start it "
+                f"(README: Tuning on many machines) or unset MLFLOW_TRACKING_URI to log to "
+                f"mlflow.db") from err
+    elif uri.startswith("sqlite:///"):
+        with open(uri[len("sqlite:///"):] + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creating the client migrates
+    _connected.add(uri)
+    return uri
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _git_commit() -> str | None:
@@ -72,25 +127,46 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
     stopped_by: exceptions that end the run KILLED with a `stopped` tag instead of FAILED with
     an `error` tag (a pruned trial was stopped on purpose; it did not fail).
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(connect())
     if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id and not nested:
         mlflow.set_experiment(config["tracking"]["experiment"])
     warn_if_gpu_metrics_missing()
     active = mlflow.start_run(run_id=resume_run_id, run_name=run_name, nested=nested,
                               parent_run_id=parent_run_id, tags=tags,
                               log_system_metrics=config["tracking"]["system_metrics"])
+    run_id = active.info.run_id
     try:
         yield active
     except BaseException as err:
         stopped = isinstance(err, stopped_by)
-        mlflow.set_tag("stopped" if stopped else "error", f"{type(err).__name__}: {err}"[:5000])
-        mlflow.flush_async_logging()
         # KeyboardInterrupt/SIGTERM leave the run KILLED, errors FAILED; both resume later.
         status = "KILLED" if stopped or isinstance(err, KeyboardInterrupt) else "FAILED"
-        mlflow.end_run(status=status)
+        try:
+            mlflow.set_tag("stopped" if stopped else "error", f"{type(err).__name__}: {err}"[:5000])
+            _flush()
+            mlflow.end_run(status=status)
+        except Exception as lost:  # the store itself is gone: say so instead of a second traceback
+            _forget_active_run()
+            raise TrackingError(
+                f"the MLflow tracking store {masked(tracking_uri())} stopped answering during run "
+                f"{run_id} ({_first_line(lost)}); the run stays RUNNING there and its checkpoint is "
+                f"kept: once the store is back, resume with --resume {run_id}") from err
         raise
-    mlflow.flush_async_logging()
+    _flush()
     mlflow.end_run()
+
+
+def _flush() -> None:
+    global _pending
+    _pending = None
+    mlflow.flush_async_logging()
+
+
+def _forget_active_run() -> None:
+    """Drop the fluent API's active run without telling the (unreachable) store."""
+    from mlflow.tracking import fluent
+
+    fluent._active_run_stack.get().clear()
 
 
 def _same_value(logged: str, value: Any) -> bool:
@@ -146,12 +222,21 @@ def log_dataset(cache: FeatureCache) -> None:
                        "data.songs": cache.manifest["songs"]})
 
 
+_pending: Any = None  # the RunOperations of the last asynchronous log_metrics
+
+
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    """Numeric metrics, asynchronously (flushed when the run ends); strings become tags."""
+    """Numeric metrics, asynchronously; strings become tags. Each call first waits for the
+    previous call's batch, so logging overlaps at most one epoch of training and a store that
+    stopped answering fails the run one epoch later instead of losing every metric silently."""
+    global _pending
     numeric = {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
     text = {k: v for k, v in metrics.items() if isinstance(v, str)}
+    if _pending is not None:
+        previous, _pending = _pending, None
+        previous.wait()
     if numeric:
-        mlflow.log_metrics(numeric, step=step, synchronous=False)
+        _pending = mlflow.log_metrics(numeric, step=step, synchronous=False)
     if text:
         mlflow.set_tags(text)
 

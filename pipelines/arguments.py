@@ -10,6 +10,7 @@ from typing import Any
 from components.catalog import CatalogError
 from components.config import ConfigError, load_config
 from components.registry import RegistryError
+from components.tracking import TrackingError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -48,5 +49,5 @@ def run_cli(main: Callable[[], Any]) -> None:
     fix) on stderr and exit status 1, not a traceback. Anything else still raises."""
     try:
         main()
-    except (ConfigError, CatalogError, RegistryError) as err:
+    except (ConfigError, CatalogError, RegistryError, TrackingError) as err:
         sys.exit(f"error: {err}")

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> str:
     def close_dead_run(trial: optuna.trial.FrozenTrial) -> None:
         tracking.end_run_of_dead_worker(trial.user_attrs.get("mlflow_run_id"), f"trial {trial.number}")
 
+    tracking.connect()  # an unreachable tracking server fails here, before the study is touched
     study, created = studies.open_study(config, on_stale=close_dead_run)
     tune = config["tune"]
     studies.fail_dead_local_trials(study, tune["max_retry"], close_dead_run)

@@ -51,7 +51,8 @@ def _as_owner() -> dict:
 
 
 @contextmanager
-def cluster(databases: tuple[str, ...], user: str = "tuner", password: str = "s3cret-pw") -> Iterator[Cluster]:
+def cluster(databases: tuple[str, ...], user: str = "tuner",
+            password: str = "s3cret-pw") -> Iterator[Cluster]:
     """Start a cluster with `user` (password auth over TCP) owning `databases`; stop and delete it
     on exit however the block ends."""
     bin_dir = binaries()
@@ -71,7 +72,8 @@ def cluster(databases: tuple[str, ...], user: str = "tuner", password: str = "s3
     def run(*argv: str | Path) -> None:
         done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **owner)
         if done.returncode != 0:
-            raise RuntimeError(f"{Path(argv[0]).name} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+            name = Path(argv[0]).name
+            raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     try:
         run(bin_dir / "initdb", "-D", data, "-U", "postgres", "--pwfile", superuser_pw,
