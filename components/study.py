@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -202,17 +203,20 @@ def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None
         existing = storage.get_n_trials(storage.get_study_id_from_name(name))
     except KeyError:
         existing = 0
-    # Seeded by how far the study got, so a fresh sequential study is reproducible while workers
-    # joining later do not replay the first worker's random draws.
-    seed = config["seed"] + existing
     settings = {"storage": storage, "study_name": name, "directions": ["maximize"] * len(metrics),
-                "sampler": make_sampler(tune["sampler"], seed, tune["startup_trials"]),
                 "pruner": make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])}
+    # The worker that creates the study samples from the config's seed, so a study run by one
+    # worker is reproducible. Every other worker (a resume, or parallel workers that all start
+    # at the same count of trials) seeds from its host:pid as well: with one seed they would all
+    # draw the same parameters.
+    joined = config["seed"] + existing + zlib.crc32(worker_id().encode())
     try:
         try:
-            study, created = optuna.create_study(**settings), True
+            sampler = make_sampler(tune["sampler"], config["seed"], tune["startup_trials"])
+            study, created = optuna.create_study(**settings, sampler=sampler), True
         except DuplicatedStudyError:
-            study, created = optuna.create_study(**settings, load_if_exists=True), False
+            sampler = make_sampler(tune["sampler"], joined, tune["startup_trials"])
+            study, created = optuna.create_study(**settings, sampler=sampler, load_if_exists=True), False
     except ValueError as err:  # e.g. reopening a single-objective study as `both`
         raise ConfigError(f"study {name!r} exists with other objectives ({err}); "
                           f"set tune.study to a new name") from err

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ import torch
 import yaml
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
+from mlflow.utils.time import get_current_time_millis
 
 from components.comparison import RunSummary
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
@@ -350,10 +354,20 @@ def log_summary(run_id: str, metrics: dict[str, float], tags: dict[str, str],
     """Metrics, tags and figures on a run that may not be the active one (a tuning study's run,
     updated by every worker that joins the study). The step is the number of finished trials."""
     client = mlflow.MlflowClient(tracking_uri())
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value, step=step)
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
+    now = get_current_time_millis()
+    batch = {"metrics": [Metric(key, value, now, step) for key, value in metrics.items()],
+             "tags": [RunTag(key, value) for key, value in tags.items()]}
+    for attempt in range(3):
+        try:
+            client.log_batch(run_id, **batch)
+            break
+        except MlflowException as err:
+            # Workers finishing together update the study's run at once; the store writes a tag
+            # by select-then-insert, so the slower writer gets a duplicate key. Written again,
+            # the row exists and is updated.
+            if attempt == 2 or not any(s in str(err) for s in ("UNIQUE constraint", "duplicate key")):
+                raise
+            time.sleep(0.5 * (attempt + 1))
     for path, figure in figures.items():
         client.log_figure(run_id, figure, path)
 

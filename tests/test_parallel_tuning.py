@@ -73,6 +73,10 @@ def check_study_and_runs(study: optuna.Study, client: mlflow.MlflowClient, n_tri
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(len(numbers))), "trial numbers are unique and gapless"
+    retried = {t.system_attrs["failed_trial"] for t in study.trials if "failed_trial" in t.system_attrs}
+    points = [tuple(sorted(t.params.items())) for t in study.trials if t.number not in retried
+              and "failed_trial" not in t.system_attrs]
+    assert len(set(points)) == len(points), "workers sampled the same parameters (one seed for all?)"
 
     parent = study.user_attrs["mlflow_parent_run_id"]
     run_ids = [t.user_attrs["mlflow_run_id"] for t in study.trials]
@@ -104,7 +108,8 @@ def check_one_champion(client: mlflow.MlflowClient, study: optuna.Study) -> None
 def test_local_workers_share_one_journal_study(tmp_path, corpus, mlflow_store):
     """The default local setup: Optuna's journal file and a SQLite tracking store, 3 workers at
     once, with nothing prepared beforehand (they also build the feature cache at the same time)."""
-    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=6", "tune.pruner=none")
+    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=6", "tune.pruner=none",
+                     "train.epochs=1")
     workers = start_workers(WORKERS, args, tmp_path, {})
     wait_all(workers)
     study = optuna.load_study(study_name="basic_vae-genre",
@@ -147,45 +152,23 @@ def _study(scaled_out: ScaledOut, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=scaled_out.storage(with_password=True))
 
 
-def test_workers_on_postgres_and_a_tracking_server_share_one_study(scaled_out, corpus, tmp_path):
+def test_workers_on_postgres_and_a_tracking_server_complete_one_study_when_one_is_killed(
+        scaled_out, corpus, tmp_path):
+    """3 workers on one study; one is SIGKILLed mid-trial. After 2 missed heartbeats (1 s each
+    here) a survivor fails that trial, closes its run and runs it again; the study completes."""
     # The password is in the storage URL given to the workers: it must not reach any param, tag or log.
-    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=6", "tune.pruner=none",
+    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=5", "tune.pruner=none",
+                     "tune.heartbeat_seconds=1", "train.epochs=2", "train.early_stopping_patience=2",
                      f"tune.storage={scaled_out.storage(with_password=True)}", "tune.study=team")
     workers = start_workers(WORKERS, args, tmp_path, scaled_out.worker_env())
-    wait_all(workers)
-    study = _study(scaled_out, "team")
-    client = mlflow.MlflowClient(scaled_out.tracking_uri)
-    check_study_and_runs(study, client, 6, workers)
-    check_one_champion(client, study)
-
-    password = scaled_out.cluster.password
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(runs) >= 6 + WORKERS
-    for run in runs:
-        assert password not in str(run.data.params) and password not in str(run.data.tags), run.info.run_id
-    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
-    assert parent.data.tags["optuna.storage"] == scaled_out.storage().replace("tuner@", "tuner:***@")
-    assert parent.data.params["tune.storage"] == parent.data.tags["optuna.storage"]
-    for worker in workers:
-        assert password not in worker.output()
-
-
-def test_a_killed_worker_s_trial_is_retried_by_a_surviving_worker(scaled_out, corpus, tmp_path):
-    """SIGKILL one of three workers mid-trial: after 2 missed heartbeats (1 s each here) a
-    survivor fails the trial, closes its run and runs it again; the study still completes."""
-    args = tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=5", "tune.pruner=none",
-                     "tune.heartbeat_seconds=1", "train.epochs=6", "train.early_stopping_patience=6",
-                     f"tune.storage={scaled_out.storage()}", "tune.study=survivors", "tune.promote=false")
-    env = scaled_out.worker_env() | {"PGPASSWORD": scaled_out.cluster.password}
-    workers = start_workers(WORKERS, args, tmp_path, env)
-    victim = workers[0]
+    victim, survivors = workers[0], workers[1:]
     try:
         deadline = time.monotonic() + 240
         dead = None
-        while dead is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+        while dead is None and time.monotonic() < deadline and victim.process.poll() is None:
+            time.sleep(0.3)
             try:
-                running = _study(scaled_out, "survivors").get_trials(states=(TrialState.RUNNING,))
+                running = _study(scaled_out, "team").get_trials(states=(TrialState.RUNNING,))
             except KeyError:  # not created yet
                 continue
             dead = next((t for t in running if t.user_attrs.get("worker", "").endswith(
@@ -193,16 +176,29 @@ def test_a_killed_worker_s_trial_is_retried_by_a_surviving_worker(scaled_out, co
         assert dead is not None, f"worker 0 never ran a trial:\n{victim.output()[-3000:]}"
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
-        wait_all(workers[1:])
+        wait_all(survivors)
     finally:
         wait_all(workers)
 
-    study = _study(scaled_out, "survivors")
+    study = _study(scaled_out, "team")
     client = mlflow.MlflowClient(scaled_out.tracking_uri)
-    check_study_and_runs(study, client, 5, workers[1:])
+    check_study_and_runs(study, client, 5, survivors)
+    check_one_champion(client, study)
+
     assert study.trials[dead.number].state == TrialState.FAIL
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
     assert retry.state in studies.FINISHED and retry.params == dead.params
     assert not retry.user_attrs["worker"].endswith(f":{victim.process.pid}")
     dead_run = client.get_run(dead.user_attrs["mlflow_run_id"])
     assert dead_run.info.status == "FAILED" and "heartbeats" in dead_run.data.tags["error"]
+
+    password = scaled_out.cluster.password
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) >= 5 + WORKERS
+    for run in runs:
+        assert password not in str(run.data.params) and password not in str(run.data.tags), run.info.run_id
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["optuna.storage"] == scaled_out.storage().replace("tuner@", "tuner:***@")
+    assert parent.data.params["tune.storage"] == parent.data.tags["optuna.storage"]
+    for worker in survivors:
+        assert password not in worker.output()
