@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from components.config import ConfigError
+from components.error_summary import first_line
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -48,6 +52,11 @@ def save(directory: Path, model_name: str, config: dict[str, Any], state: TrainS
 
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint without executing any pickled code (weights_only=True)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ConfigError(f"{path} is not a checkpoint this project can load safely ({first_line(err)}): "
+                          f"it holds more than tensors and plain values, or it is damaged; delete it "
+                          f"to train that run from scratch") from err
     payload["state"] = TrainState(**payload["state"])
     return payload

@@ -111,7 +111,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
         key, raw = item.split("=", 1)
-        value = parse_value(raw)
+        try:
+            value = parse_value(raw)
+        except yaml.YAMLError as err:  # also python/object tags: safe_load builds plain values only
+            problem = str(err).splitlines()[0]
+            raise ConfigError(f"override '{key}': {raw!r} is not a plain YAML value ({problem}); "
+                              f"write a number, string, list or mapping") from err
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:

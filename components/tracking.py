@@ -35,6 +35,7 @@ from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, s
 from components.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.embedding_model import EmbeddingModel
+from components.error_summary import first_line
 from components.feature_cache import FeatureCache
 from components.redaction import masked, masked_value
 
@@ -83,7 +84,7 @@ def connect() -> str:
                 mlflow.MlflowClient(uri).search_experiments(max_results=1)
         except Exception as err:  # connection refused, DNS, TLS, auth: all mean "not usable"
             raise TrackingError(
-                f"cannot reach the MLflow tracking server {masked(uri)} ({_first_line(err)}); start it "
+                f"cannot reach the MLflow tracking server {masked(uri)} ({first_line(err)}); start it "
                 f"(README: Tuning on many machines) or unset MLFLOW_TRACKING_URI to log to "
                 f"mlflow.db") from err
     elif uri.startswith("sqlite:///"):
@@ -92,11 +93,6 @@ def connect() -> str:
             mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creating the client migrates
     _connected.add(uri)
     return uri
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _git_commit() -> str | None:
@@ -153,7 +149,7 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
             _forget_active_run()
             raise TrackingError(
                 f"the MLflow tracking store {masked(tracking_uri())} stopped answering during run "
-                f"{run_id} ({_first_line(lost)}); the run stays RUNNING there and its checkpoint is "
+                f"{run_id} ({first_line(lost)}); the run stays RUNNING there and its checkpoint is "
                 f"kept: once the store is back, resume with --resume {run_id}") from err
         raise
     _flush()
@@ -171,6 +167,13 @@ def _forget_active_run() -> None:
     from mlflow.tracking import fluent
 
     fluent._active_run_stack.get().clear()
+
+
+def params_containing(secret: str) -> list[str]:
+    """Names of the active run's params whose value contains `secret` (`mlflow run` logs -P
+    values as given, before any of our code can mask them)."""
+    params = mlflow.get_run(active_run_id()).data.params
+    return sorted(key for key, value in params.items() if secret in value)
 
 
 def _same_value(logged: str, value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,29 @@ def parser(description: str) -> argparse.ArgumentParser:
                    "(default: data.source of the config, the demo corpus)")
     p.add_argument("--overrides", default="", help="space-separated key=value config overrides, "
                    "e.g. 'train.epochs=10 model.latent_dim=64'")
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI, e.g. a shared server "
+                   "http://host:5000 (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db; under "
+                   "`mlflow run`, set MLFLOW_TRACKING_URI instead)")
     return p
 
 
 def resolve(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     """Config from args. `mlflow run -P train.lr=1e-3` arrives as `--train.lr 1e-3` (undeclared
     project params); those and --overrides go through the same strict key/type checks."""
+    use_tracking_uri(args)
     return load_config(args.model, overrides_of(args, extra))
+
+
+def use_tracking_uri(args: argparse.Namespace) -> None:
+    """--tracking-uri for this process. `mlflow run` has already opened the project's run in
+    its own store, so there a different URI would split the run from its trials: refused."""
+    if not args.tracking_uri:
+        return
+    current = os.environ.get("MLFLOW_TRACKING_URI")
+    if os.environ.get("MLFLOW_RUN_ID") and current and current != args.tracking_uri:
+        raise ConfigError(f"--tracking-uri {args.tracking_uri} under `mlflow run`, whose run lives in "
+                          f"{current}: set MLFLOW_TRACKING_URI before `mlflow run` instead")
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
 
 
 def overrides_of(args: argparse.Namespace, extra: list[str]) -> list[str]:

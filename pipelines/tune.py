@@ -14,9 +14,11 @@ each run carries the study name and trial number as tags.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import warnings
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from optuna_dashboard import save_note
@@ -28,7 +30,7 @@ from components.preparation import prepare_features
 from components.redaction import masked
 from components.search_space import load_search_space, suggest_overrides
 from components.training import NonFiniteLoss
-from pipelines.arguments import overrides_of, parser, run_cli
+from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
 from pipelines.train import checkpoint_dir, train
 
 
@@ -73,6 +75,17 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
     return objective
 
 
+def warn_if_password_logged(storage: str | None) -> None:
+    """Our params, tags and messages mask the storage password, but `mlflow run -P storage=...`
+    has logged it already: say where, and how to keep it out."""
+    password = urlsplit(storage).password if storage and "://" in storage else None
+    leaked = tracking.params_containing(password) if password else []
+    if leaked:
+        print(f"warning: `mlflow run` logged the database password in param(s) {', '.join(leaked)} of run "
+              f"{tracking.active_run_id()}; MLflow params cannot be changed: delete the run and change "
+              f"the password. Give it through PGPASSWORD or ~/.pgpass, not in the URL", file=sys.stderr)
+
+
 def study_run_id(study: optuna.Study, own_run_id: str, wait_seconds: float = 60) -> str:
     """The study's MLflow run id. A worker that joins a study created a moment ago waits for the
     creating worker to record it (it starts its run right after creating the study); if that
@@ -91,6 +104,7 @@ def study_run_id(study: optuna.Study, own_run_id: str, wait_seconds: float = 60)
 def main(argv: list[str] | None = None) -> str:
     p = parser(__doc__.splitlines()[0])
     args, extra = p.parse_known_args(argv)
+    use_tracking_uri(args)
     base = overrides_of(args, extra)
     config = load_config(args.model, base)
     studies.check_task(config)
@@ -117,6 +131,7 @@ def main(argv: list[str] | None = None) -> str:
         if parent != run_id:  # a resume or another worker: show it under the study's run
             tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
         tracking.log_config(config, [])
+        warn_if_password_logged(tune["storage"])
         prepare_features(config)  # bad data fails here, once, and trials find the cache warm
         done = studies.finished_count(study)
         print(f"study {study.study_name}: {done} of {tune['n_trials']} trials finished"

@@ -82,6 +82,8 @@ def test_missing_files_are_listed_together_before_any_work(corpus, tmp_path):
 
 def test_bad_files_are_skipped_with_reasons_and_the_rest_prepared(corpus, tmp_path, tiny_config):
     metadata = _copy_corpus(corpus, tmp_path / "data")
+    config = _tiny_config(tiny_config, metadata, "data.languages=[arabic, english, hindi, spanish]")
+    before = prepare_features(config)  # prepared before the bad files arrive: must survive them
     audio = metadata.parent / "audio"
     (audio / "empty.wav").write_bytes(b"")
     (audio / "corrupt.flac").write_bytes(b"fLaC" + os.urandom(2000))
@@ -101,8 +103,8 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_prepared(corpus, tmp_pa
         ["wrongext", "audio/notes.txt", "english", "pop", ""],
         ["typo", audio.name + "/" + sorted(p.name for p in audio.glob("*.wav"))[0], "englsh", "pop", ""],
     ])
-    config = _tiny_config(tiny_config, metadata, "data.languages=[arabic, english, hindi, spanish]")
     cache = prepare_features(config)
+    assert cache.path != before.path and open_cache(before.path) is not None
     reasons = dict(cache.skipped.itertuples(index=False))
     assert "empty" in reasons["empty"]
     assert "cannot be decoded" in reasons["corrupt"]

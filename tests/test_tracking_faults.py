@@ -18,14 +18,19 @@ from tests.conftest import tiny_overrides, tune_args
 
 
 def _pipeline(module: str, args: list[str], folder: Path, tracking_uri: str,
-              **popen: object) -> subprocess.Popen:
-    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT), "MLFLOW_TRACKING_URI": tracking_uri,
+              as_flag: bool = False) -> subprocess.Popen:
+    """The pipeline as a process, told the tracking URI by MLFLOW_TRACKING_URI or --tracking-uri."""
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT),
                         # What a user would set to give up sooner than MLflow's 7 retries.
                         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI"):
         env.pop(var, None)
+    if as_flag:
+        args = [*args, "--tracking-uri", tracking_uri]
+    else:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _train_args(tmp_path: Path, corpus: Path, *extra: str) -> list[str]:
@@ -41,7 +46,7 @@ def test_an_unreachable_tracking_server_is_a_clear_error_and_leaves_nothing_behi
     args = (_train_args(tmp_path, corpus) if module == "pipelines.train"
             else tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=1"))
     started = time.monotonic()
-    proc = _pipeline(module, args, folder, uri)
+    proc = _pipeline(module, args, folder, uri, as_flag=module == "pipelines.tune")
     output, _ = proc.communicate(timeout=120)
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, output

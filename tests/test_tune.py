@@ -203,3 +203,14 @@ def test_pruners_follow_the_epoch_budget():
 def test_passwords_are_masked():
     assert masked("postgresql://optuna:hunter2@db:5432/studies") == "postgresql://optuna:***@db:5432/studies"
     assert masked("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+
+
+def test_a_password_that_mlflow_run_logged_is_reported(mlflow_store, capsys):
+    url = "postgresql://optuna:hunter2@db:5432/studies"
+    with mlflow.start_run():
+        mlflow.log_params({"storage": url, "tune.storage": masked(url)})  # as `mlflow run -P` and we log
+        tune.warn_if_password_logged(url)
+        tune.warn_if_password_logged("postgresql://optuna@db:5432/studies")  # PGPASSWORD: nothing to say
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1
+    assert "password in param(s) storage of run" in err and "PGPASSWORD" in err and "hunter2" not in err
