@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,17 @@ def tune_args(tmp_path: Path, corpus: Path, model: str = "basic_vae", *extra: st
         key, value = item.split("=", 1)
         args += [f"--{key}", value]
     return args
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_environment_restored():
+    """mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID; left behind, it sends the next test's
+    runs (and its subprocesses') to an experiment id of another store."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_") and key not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

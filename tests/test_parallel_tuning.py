@@ -37,7 +37,8 @@ class Worker:
 
 def start_workers(n: int, args: list[str], folder: Path, env: dict[str, str]) -> list[Worker]:
     """n `python -m pipelines.tune` processes started together, each logging to its own file."""
-    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)} | env
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")} | {
+        "PYTHONPATH": str(PROJECT_ROOT)} | env
     workers = []
     for i in range(n):
         log = folder / f"worker-{i}.log"
