@@ -1,0 +1,169 @@
+"""The project's trainer against a bare PyTorch loop: same full-size model, batch 32, same
+precision, data in memory, in one process; samples/s of both and their ratio.
+
+    python -m benchmarks.trainer_overhead [--models conv_vae,vade] [--songs-per-cell 4] [--epochs 2]
+
+The data is the real cache of a generated corpus at the report's features (128 x 1292 float16
+memory map, read through the project's loader); the bare loop gets the same normalised train
+batches as tensors already in memory and does forward, loss, backward and Adam's step, nothing
+else. The trainer runs inside an MLflow run with logging on (per-epoch metrics, async, and
+MLflow's system metrics), as `pipelines.train` runs it: its train phase adds the loader, gradient
+clipping, the finite-loss check and the progress bar. Each epoch it also validates, clusters the
+validation means and writes a checkpoint: work the bare loop does not do, reported apart as
+seconds per epoch. Order: bare, trainer, bare again (the machine is noisy; both bare runs show).
+Writes benchmarks/results/trainer_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from components import tracking
+from components.clustering import nmi_per_task
+from components.config import PROJECT_ROOT, load_config
+from components.dataset import TASKS, WindowDataset, make_loader
+from components.demo_corpus import generate_demo_corpus
+from components.feature_cache import FeatureCache
+from components.models import adapt_to_data, build_model
+from components.preparation import prepare_features
+from components.training import Trainer, autocast, choose_precision, resolve_device, to_device
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "trainer_overhead.json"
+
+
+def stand_in(folder: Path, songs_per_cell: int, seconds: float,
+             extra: list[str]) -> tuple[FeatureCache, list[str]]:
+    """A generated corpus prepared at the report's features (unless extra overrides change
+    them); the overrides that point at it."""
+    corpus = generate_demo_corpus(folder / "corpus", songs_per_cell=songs_per_cell,
+                                  min_seconds=seconds, max_seconds=seconds + 5)
+    overrides = [f"data.source={corpus}", f"data.cache_dir={folder / 'cache'}",
+                 f"train.checkpoint_dir={folder / 'checkpoints'}", *extra]
+    return prepare_features(load_config("conv_vae", overrides)), overrides
+
+
+def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: dict[str, Any],
+              epochs: int) -> float:
+    """Seconds for `epochs` passes of forward, loss, backward, step over in-memory batches."""
+    device = next(model.parameters()).device
+    precision = choose_precision(device, config["train"]["amp"])
+    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["train"]["lr"])
+    model.train()
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        for batch in batches:
+            with autocast(device, precision):
+                out = model(batch)
+            loss = model.loss(batch, out, epoch)["total"]
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, Any],
+                folder: Path) -> tuple[float, float]:
+    """(seconds of the train phases, seconds of the whole fit) of the project's Trainer inside an
+    MLflow run, logging as pipelines.train does."""
+    train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
+    batch, seed = config["train"]["batch_size"], config["seed"]
+
+    def scorer(means, labels):
+        labels.pop("row")
+        return nmi_per_task(means, labels, config["eval"]["epoch_method"], seed)
+
+    with tracking.run(config, run_name=f"trainer-overhead-{config['model']['name']}"):
+        trainer = Trainer(model, config, folder / "checkpoints" / tracking.active_run_id(),
+                          on_epoch=lambda metrics, epoch: tracking.log_metrics(metrics, epoch),
+                          epoch_scorer=scorer, tasks=(*TASKS, "row"))
+        pin = trainer.device.type == "cuda"
+        train_phase = 0.0
+        timed = trainer._train_epoch
+
+        def timed_epoch(loader, epoch):
+            nonlocal train_phase
+            started = time.perf_counter()
+            result = timed(loader, epoch)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize(trainer.device)
+            train_phase += time.perf_counter() - started
+            return result
+        trainer._train_epoch = timed_epoch
+        started = time.perf_counter()
+        trainer.fit(make_loader(train_set, batch, True, seed, config["train"]["num_workers"], pin),
+                    make_loader(val_set, batch, False, seed, config["train"]["num_workers"], pin))
+        return train_phase, time.perf_counter() - started
+
+
+def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
+            folder: Path) -> dict[str, Any]:
+    config = adapt_to_data(load_config(name, [*overrides, f"train.epochs={epochs}",
+                                              f"train.early_stopping_patience={epochs}",
+                                              "model.pretrain_epochs=0"]), cache.vocab, None)
+    device = resolve_device(config["train"]["device"])
+    train_set = WindowDataset(cache, "train")
+    size = config["train"]["batch_size"]
+    loader = make_loader(train_set, size, True, config["seed"])
+    batches = [to_device(b, device) for b in loader]  # the same windows, already in memory
+    samples = sum(b["mel"].shape[0] for b in batches) * epochs
+
+    def fresh_model() -> torch.nn.Module:
+        torch.manual_seed(config["seed"])
+        return build_model(name, config).to(device)
+
+    bare_loop(fresh_model(), batches[:1], config, 1)  # warm kernels and allocator, untimed
+    bare_first = bare_loop(fresh_model(), batches, config, epochs)
+    train_phase, fit = trainer_fit(fresh_model(), cache, config, folder)
+    bare_again = bare_loop(fresh_model(), batches, config, epochs)
+    bare = (bare_first + bare_again) / 2
+    precision = choose_precision(device, config["train"]["amp"]).label
+    return {
+        "model": name, "device": str(device), "precision": precision,
+        "batch": size, "train_windows": len(train_set), "val_windows": len(WindowDataset(cache, "val")),
+        "epochs": epochs,
+        "bare_samples_per_s": round(samples / bare, 3),
+        "bare_runs_s": [round(bare_first, 1), round(bare_again, 1)],
+        "trainer_train_phase_samples_per_s": round(samples / train_phase, 3),
+        "train_phase_over_bare": round(bare / train_phase, 3),
+        "trainer_fit_samples_per_s": round(samples / fit, 3),
+        "fit_over_bare": round(bare / fit, 3),
+        "per_epoch_validation_checkpoint_logging_s": round((fit - train_phase) / epochs, 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="conv_vae,vade")
+    p.add_argument("--songs-per-cell", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=90.0, help="length of each generated song")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. train.amp=false")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="trainer-overhead-") as tmp:
+        folder = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+        cache, overrides = stand_in(folder, args.songs_per_cell, args.seconds, args.overrides)
+        results = [measure(name, cache, overrides, args.epochs, folder) for name in args.models.split(",")]
+    result = {"threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "models": results}
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
