@@ -5,12 +5,16 @@ precision, data in memory, in one process; samples/s of both and their ratio.
 
 The data is the real cache of a generated corpus at the report's features (128 x 1292 float16
 memory map, read through the project's loader); the bare loop gets the same normalised train
-batches as tensors already in memory and does forward, loss, backward and Adam's step, nothing
-else. The trainer runs inside an MLflow run with logging on (per-epoch metrics, async, and
-MLflow's system metrics), as `pipelines.train` runs it: its train phase adds the loader, gradient
-clipping, the finite-loss check and the progress bar. Each epoch it also validates, clusters the
-validation means and writes a checkpoint: work the bare loop does not do, reported apart as
-seconds per epoch. Order: bare, trainer, bare again (the machine is noisy; both bare runs show).
+batches as tensors already in memory and does the same recipe (forward, loss, backward, global
+grad-norm clipping, Adam with the config's weight decay), nothing else: once with torch's
+default Adam, as a researcher writes it first, and once with the fused Adam the trainer uses
+(the overhead of the platform itself is the trainer against the latter). The trainer runs
+inside an MLflow run with logging on (per-epoch metrics, async, and MLflow's system metrics),
+as `pipelines.train` runs it: its train phase adds the loader, the finite-loss check, per-term
+loss sums and the progress bar. Each epoch it also validates, clusters the validation means
+and writes a checkpoint: work the bare loop does not do, reported apart as seconds per epoch.
+Order: the fused bare loop, the trainer, the fused bare loop again (the machine is noisy; both
+runs show), then the default-Adam bare loop.
 Writes benchmarks/results/trainer_overhead.json.
 """
 
@@ -51,12 +55,14 @@ def stand_in(folder: Path, songs_per_cell: int, seconds: float,
 
 
 def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: dict[str, Any],
-              epochs: int) -> float:
-    """Seconds for `epochs` passes of forward, loss, backward, step over in-memory batches."""
+              epochs: int, fused: bool) -> float:
+    """Seconds for `epochs` passes of forward, loss, backward, clip, step over in-memory batches."""
     device = next(model.parameters()).device
     precision = choose_precision(device, config["train"]["amp"])
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["train"]["lr"])
+    train = config["train"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"],
+                                 fused=fused)
     model.train()
     started = time.perf_counter()
     for epoch in range(epochs):
@@ -67,10 +73,13 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
                 optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -127,11 +136,13 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
         torch.manual_seed(config["seed"])
         return build_model(name, config).to(device)
 
-    bare_loop(fresh_model(), batches[:1], config, 1)  # warm kernels and allocator, untimed
-    bare_first = bare_loop(fresh_model(), batches, config, epochs)
+    fused = device.type in ("cpu", "cuda")  # as components.training.make_optimizer
+    bare_loop(fresh_model(), batches[:1], config, 1, fused)  # warm kernels and allocator, untimed
+    bare_first = bare_loop(fresh_model(), batches, config, epochs, fused)
     train_phase, fit = trainer_fit(fresh_model(), cache, config, folder)
-    bare_again = bare_loop(fresh_model(), batches, config, epochs)
+    bare_again = bare_loop(fresh_model(), batches, config, epochs, fused)
     bare = (bare_first + bare_again) / 2
+    plain = bare_loop(fresh_model(), batches, config, epochs, fused=False)
     precision = choose_precision(device, config["train"]["amp"]).label
     return {
         "model": name, "device": str(device), "precision": precision,
@@ -139,6 +150,8 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
         "epochs": epochs,
         "bare_samples_per_s": round(samples / bare, 3),
         "bare_runs_s": [round(bare_first, 1), round(bare_again, 1)],
+        "bare_default_adam_samples_per_s": round(samples / plain, 3),
+        "trainer_over_bare_default_adam": round(plain / train_phase, 3),
         "trainer_train_phase_samples_per_s": round(samples / train_phase, 3),
         "train_phase_over_bare": round(bare / train_phase, 3),
         "trainer_fit_samples_per_s": round(samples / fit, 3),

@@ -23,6 +23,7 @@ from components.training import (
     Precision,
     autocast,
     embed_loader,
+    make_optimizer,
     optimizer_step,
     to_device,
 )
@@ -39,7 +40,7 @@ def _pretrain(model: VAE, loader: DataLoader, config: dict[str, Any], device: to
     train = config["train"]
     mixture = {"pi_logits", "mu_c", "logvar_c"}
     params = [p for name, p in model.named_parameters() if name not in mixture]
-    optimizer = torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"])
+    optimizer = make_optimizer(params, train, device)
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
     for epoch in range(config["model"]["pretrain_epochs"]):
         model.train()

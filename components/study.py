@@ -40,6 +40,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+SCHEMA_ATTEMPTS = 4  # opening an RDB storage whose tables another worker is creating right now
 
 
 def default_storage() -> str:
@@ -106,9 +107,6 @@ def open_storage(url: str | None, heartbeat_seconds: int, max_retry: int,
         except Exception as err:
             raise _storage_error(url, err) from err
     raise AssertionError("unreachable")
-
-
-SCHEMA_ATTEMPTS = 4
 
 
 def _storage_error(url: str, err: Exception) -> ConfigError:

@@ -85,7 +85,7 @@ def connect() -> str:
         except Exception as err:  # connection refused, DNS, TLS, auth: all mean "not usable"
             raise TrackingError(
                 f"cannot reach the MLflow tracking server {masked(uri)} ({first_line(err)}); start it "
-                f"(README: Tuning on many machines) or unset MLFLOW_TRACKING_URI to log to "
+                f"(README: Tuning in parallel and on many machines) or unset MLFLOW_TRACKING_URI to log to "
                 f"mlflow.db") from err
     elif uri.startswith("sqlite:///"):
         with open(uri[len("sqlite:///"):] + ".lock", "a") as lock:
@@ -150,7 +150,8 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
             raise TrackingError(
                 f"the MLflow tracking store {masked(tracking_uri())} stopped answering during run "
                 f"{run_id} ({first_line(lost)}); the run stays RUNNING there and its checkpoint is "
-                f"kept: once the store is back, resume with --resume {run_id}") from err
+                f"kept: once the store is back, resume with --resume {run_id} (a tune worker: rerun the same "
+                f"command, the study resumes)") from err
         raise
     _flush()
     mlflow.end_run()

@@ -52,6 +52,7 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
     pruned_on = f"val/{metrics[0].split('/')[0]}_nmi" if len(metrics) == 1 else None
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial.set_user_attr("worker", studies.worker_id())  # first: a dead worker's trial is found by it
         trial_config = load_config(model, base + suggest_overrides(trial, space))
         tags = {"optuna.study_name": study.study_name, "optuna.trial_number": str(trial.number),
                 "tune.task": config["tune"]["task"]}
@@ -59,7 +60,6 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
                           stopped_by=(optuna.TrialPruned,)):
             run_id = tracking.active_run_id()
             trial.set_user_attr("mlflow_run_id", run_id)
-            trial.set_user_attr("worker", studies.worker_id())
             save_note(trial, f"MLflow run [{run_id}]({tracking.run_url(run_id)})")
             try:
                 result = train(trial_config, on_epoch=pruning_reporter(trial, pruned_on))

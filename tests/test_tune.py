@@ -127,7 +127,7 @@ def _kill_worker_mid_trial(tmp_path: Path, args: list[str], storage: str | None 
                     states=(TrialState.RUNNING,))
             except KeyError:  # the study is not created yet
                 running = []
-            if running and running[0].user_attrs.get("worker"):
+            if running and running[0].user_attrs.get("mlflow_run_id"):
                 return running[0]
             time.sleep(0.5)
         pytest.fail("the worker never started a trial")
