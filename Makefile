@@ -24,6 +24,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.prepare_speed
+	$(BIN)/python -m benchmarks.trainer_overhead
+	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.full_scale_memory
 	$(BIN)/python -m benchmarks.architectures --epochs 3
 	$(BIN)/python -m benchmarks.cpu_precision
 	$(BIN)/python -m benchmarks.tuning_efficiency --trials 12 --epochs 30

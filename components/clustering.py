@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-from sklearn.mixture import GaussianMixture
+
+if TYPE_CHECKING:
+    from sklearn.cluster import KMeans
+
+# scikit-learn is imported where it is used: its 1.7 s import is not on the way to the first
+# training step (benchmarks/startup.py).
 
 METHODS = ("kmeans", "agglomerative", "gmm")
 
 
 def kmeans(k: int, seed: int = 0) -> KMeans:
     """The KMeans of evaluation and of the served model's centroids: one setting for both."""
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=10, random_state=seed)
 
 
 def cluster(embeddings: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndarray:
     """Cluster ids [N] for embeddings [N, D]."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.mixture import GaussianMixture
+
     if method == "kmeans":
         return kmeans(k, seed).fit_predict(embeddings)
     if method == "agglomerative":
@@ -33,6 +43,8 @@ def cluster(embeddings: np.ndarray, k: int, method: str, seed: int = 0) -> np.nd
 def score(embeddings: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """NMI and ARI against the true labels; silhouette of the predicted partition (the cluster
     quality the report's targets mean), 0 when fewer than two clusters were found."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
     found = len(np.unique(predicted))
     silhouette = (float(silhouette_score(embeddings, predicted))
                   if 1 < found < len(embeddings) else 0.0)
@@ -68,6 +80,8 @@ def nmi_per_task(embeddings: np.ndarray, labels: dict[str, np.ndarray], method: 
                  seed: int = 0) -> dict[str, float]:
     """'val/<task>_nmi' of one clustering method: the cheap per-epoch score that draws NMI
     curves and that Optuna's pruners compare. Tasks with one class in the split are left out."""
+    from sklearn.metrics import normalized_mutual_info_score
+
     return {f"val/{task}_nmi": float(normalized_mutual_info_score(
                 y, cluster(embeddings, len(np.unique(y)), method, seed)))
             for task, y in labels.items() if len(np.unique(y)) > 1}

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from components import plots
 from components.aggregation import to_unit
 from components.clustering import evaluate_task
 from components.dataset import TASKS, WindowDataset, make_loader
 from components.feature_cache import FeatureCache
 from components.models import VAE
 from components.training import Precision, autocast, embed_loader, to_device
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before the first step
+    from matplotlib.figure import Figure
 
 
 def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, precision: Precision,
@@ -58,6 +59,8 @@ def song_ids(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
 
 def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.device,
                           precision: Precision, count: int = 3) -> Figure:
+    from components import plots
+
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).astype(int)
     batch = dataset.__getitems__(picks.tolist())
     model.eval()
@@ -72,6 +75,8 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
              precision: Precision, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
              ) -> tuple[dict[str, float | str], dict[str, Figure]]:
     """Scores on config.eval.split and the figures to log beside them."""
+    from components import plots
+
     dataset = WindowDataset(cache, config["eval"]["split"], lyrics)
     if len(dataset) == 0:
         raise ValueError(f"eval.split '{config['eval']['split']}' has no windows; "

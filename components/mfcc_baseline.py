@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
-from sklearn.preprocessing import StandardScaler
 
 from components.aggregation import to_unit
 from components.clustering import evaluate_task
@@ -14,6 +13,8 @@ from components.feature_cache import FeatureCache
 
 def mfcc_statistics(cache: FeatureCache, rows: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
     """[len(rows), 2 * n_mfcc]: mean and std over time of the MFCCs of each cached log-mel window."""
+    from sklearn.preprocessing import StandardScaler  # after training, not before its first step
+
     features = []
     for row in rows:
         mfcc = librosa.feature.mfcc(S=np.asarray(cache.windows[row], dtype=np.float32), n_mfcc=n_mfcc)
