@@ -76,7 +76,7 @@ def main() -> None:
                              "--train.epochs", str(args.epochs)], folder, env)
         result = {
             "model": args.model, "songs": manifest["songs"], "windows": manifest["windows"],
-            "audio_hours": round(manifest["audio_seconds"] / 3600, 2),
+            "window_hours": round(manifest["audio_seconds"] / 3600, 2),  # 30 s x windows (they overlap)
             "generate_corpus_s": round(generated, 1),
             "cache_gb_on_disk": round((cache / "windows.f16").stat().st_size / GB, 3),
             "prepare": prepare, "train": train | {"epochs": args.epochs},

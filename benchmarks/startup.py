@@ -39,18 +39,22 @@ def end_to_end(model: str, folder: Path) -> dict[str, float]:
     env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
     argv = [str(BIN / "mlflow"), "run", str(PROJECT_ROOT), "-P", f"model={model}", "-P", "train.epochs=1",
             "--env-manager", "local"]
-    started = time.time()
-    proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    train_started = None
     import mlflow
 
     client = mlflow.MlflowClient(uri)
+    client.search_experiments()  # the store's schema exists before `mlflow run` and we poll it
+    log = folder / "mlflow-run.log"
+    started = time.time()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    train_started = None
     try:
         while True:
             time.sleep(0.2)
             if proc.poll() is not None:
-                raise RuntimeError(f"`{' '.join(argv)}` exited with {proc.returncode} before its first epoch")
+                raise RuntimeError(f"`{' '.join(argv)}` exited with {proc.returncode} before its first "
+                                   f"epoch:\n{log.read_text(errors='replace')[-3000:]}")
             if train_started is None:
                 for child in psutil.Process(proc.pid).children(recursive=True):
                     if "pipelines.train" in " ".join(child.cmdline()):
