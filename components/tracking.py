@@ -223,11 +223,26 @@ def log_dataset(cache: FeatureCache) -> None:
     """The feature cache as an MLflow dataset input, with our own digest of all its inputs."""
     dataset = MetaDataset(source=LocalArtifactDatasetSource(str(cache.path)),
                           name=f"features-{cache.digest[:8]}", digest=cache.digest)
-    mlflow.log_input(dataset, context="training")
+    _retried_on_duplicate_key(lambda: mlflow.log_input(dataset, context="training"))
     mlflow.log_artifact(str(cache.path / "manifest.json"), artifact_path="data")
     mlflow.log_artifact(str(cache.path / "skipped.csv"), artifact_path="data")
     mlflow.log_params({"data.cache_digest": cache.digest, "data.windows": cache.manifest["windows"],
                        "data.songs": cache.manifest["songs"]})
+
+
+def _retried_on_duplicate_key(write: Any, attempts: int = 3) -> None:
+    """Parallel workers write the same rows at once (the study run's tags, the dataset of a
+    shared cache); the store checks then inserts, so the slower writer gets a duplicate key.
+    Written again, the row exists and the write succeeds."""
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except MlflowException as err:
+            duplicate = any(text in str(err) for text in ("UNIQUE constraint", "duplicate key"))
+            if attempt == attempts - 1 or not duplicate:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 _pending: Any = None  # the RunOperations of the last asynchronous log_metrics
@@ -361,17 +376,7 @@ def log_summary(run_id: str, metrics: dict[str, float], tags: dict[str, str],
     now = get_current_time_millis()
     batch = {"metrics": [Metric(key, value, now, step) for key, value in metrics.items()],
              "tags": [RunTag(key, value) for key, value in tags.items()]}
-    for attempt in range(3):
-        try:
-            client.log_batch(run_id, **batch)
-            break
-        except MlflowException as err:
-            # Workers finishing together update the study's run at once; the store writes a tag
-            # by select-then-insert, so the slower writer gets a duplicate key. Written again,
-            # the row exists and is updated.
-            if attempt == 2 or not any(s in str(err) for s in ("UNIQUE constraint", "duplicate key")):
-                raise
-            time.sleep(0.5 * (attempt + 1))
+    _retried_on_duplicate_key(lambda: client.log_batch(run_id, **batch))
     for path, figure in figures.items():
         client.log_figure(run_id, figure, path)
 
