@@ -38,7 +38,15 @@ from components.demo_corpus import generate_demo_corpus
 from components.feature_cache import FeatureCache
 from components.models import adapt_to_data, build_model
 from components.preparation import prepare_features
-from components.training import Trainer, autocast, choose_precision, resolve_device, to_device
+from components.training import (
+    Trainer,
+    autocast,
+    choose_precision,
+    make_optimizer,
+    optimizer_step,
+    resolve_device,
+    to_device,
+)
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "trainer_overhead.json"
 
@@ -56,13 +64,14 @@ def stand_in(folder: Path, songs_per_cell: int, seconds: float,
 
 def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: dict[str, Any],
               epochs: int, fused: bool) -> float:
-    """Seconds for `epochs` passes of forward, loss, backward, clip, step over in-memory batches."""
+    """Seconds for `epochs` passes of forward, loss, backward, clip, step over in-memory batches:
+    the trainer's optimizer and step (make_optimizer, optimizer_step), or torch's default Adam."""
     device = next(model.parameters()).device
     precision = choose_precision(device, config["train"]["amp"])
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
     train = config["train"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"],
-                                 fused=fused)
+    optimizer = (make_optimizer(model.parameters(), train, device) if fused else
+                 torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"]))
     model.train()
     started = time.perf_counter()
     for epoch in range(epochs):
@@ -70,17 +79,7 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
             with autocast(device, precision):
                 out = model(batch)
             loss = model.loss(batch, out, epoch)["total"]
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler, model.parameters(), train["grad_clip"])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - started
@@ -136,11 +135,10 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
         torch.manual_seed(config["seed"])
         return build_model(name, config).to(device)
 
-    fused = device.type in ("cpu", "cuda")  # as components.training.make_optimizer
-    bare_loop(fresh_model(), batches[:1], config, 1, fused)  # warm kernels and allocator, untimed
-    bare_first = bare_loop(fresh_model(), batches, config, epochs, fused)
+    bare_loop(fresh_model(), batches[:1], config, 1, fused=True)  # warm kernels and allocator, untimed
+    bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     train_phase, fit = trainer_fit(fresh_model(), cache, config, folder)
-    bare_again = bare_loop(fresh_model(), batches, config, epochs, fused)
+    bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     bare = (bare_first + bare_again) / 2
     plain = bare_loop(fresh_model(), batches, config, epochs, fused=False)
     precision = choose_precision(device, config["train"]["amp"]).label

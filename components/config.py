@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from components.error_summary import first_line
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 DEFAULTS_FILE = EXPERIMENTS_DIR / "defaults.yaml"
@@ -114,8 +116,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = parse_value(raw)
         except yaml.YAMLError as err:  # also python/object tags: safe_load builds plain values only
-            problem = str(err).splitlines()[0]
-            raise ConfigError(f"override '{key}': {raw!r} is not a plain YAML value ({problem}); "
+            raise ConfigError(f"override '{key}': {raw!r} is not a plain YAML value ({first_line(err)}); "
                               f"write a number, string, list or mapping") from err
         node = nested
         *parents, leaf = key.strip().split(".")

@@ -6,15 +6,22 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
+def password_of(url: str | None) -> str | None:
+    """The password in a URL, or None (no URL, no password, or not parseable as a URL)."""
+    if not url or "://" not in url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:  # not a URL (e.g. a bracketed path): nothing to hide
+        return None
+
+
 def masked(url: str) -> str:
     """The URL with its password replaced by ***, fit for logs, params and tags."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL (e.g. a bracketed path): nothing to hide
-        return url
+    password = password_of(url)
     if password is None:
         return url
+    parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1)))
 
 
@@ -25,8 +32,5 @@ def masked_value(value: Any) -> Any:
 
 def masked_text(text: str, url: str) -> str:
     """Any text (an error message, a log line) with the URL's password replaced by ***."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text
+    password = password_of(url)
     return text.replace(password, "***") if password else text

@@ -91,28 +91,25 @@ def open_storage(url: str | None, heartbeat_seconds: int, max_retry: int,
     if url.split(":", 1)[0].split("+")[0] not in RDB_SCHEMES:
         raise ConfigError(f"tune.storage={masked(url)!r} is not an RDB URL; use sqlite:///path.db, "
                           f"postgresql://user@host/db or a journal file path")
-    for attempt in range(SCHEMA_ATTEMPTS):
-        try:
-            return RDBStorage(
-                url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
-                heartbeat_stale_trial_callback=_stale_trial_callback(max_retry, on_stale),
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
-        except (IntegrityError, ProgrammingError) as err:
-            # Workers started together on an empty database all create Optuna's tables; the
-            # losers see "already exists" (a duplicate key in the catalog). Once the winner is
-            # done the tables are there and opening again succeeds.
-            if attempt == SCHEMA_ATTEMPTS - 1:
-                raise _storage_error(url, err) from err
-            time.sleep(1 + attempt)
-        except Exception as err:
-            raise _storage_error(url, err) from err
-    raise AssertionError("unreachable")
+    def rdb() -> RDBStorage:
+        return RDBStorage(
+            url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=_stale_trial_callback(max_retry, on_stale),
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
 
-
-def _storage_error(url: str, err: Exception) -> ConfigError:
-    # sqlalchemy errors carry the URL: say which one, masked
-    return ConfigError(f"cannot open the Optuna storage {masked(url)}: {masked_text(str(err), url)}; "
-                       f"check tune.storage and that the database server is running")
+    try:
+        for attempt in range(SCHEMA_ATTEMPTS - 1):
+            try:
+                return rdb()
+            except (IntegrityError, ProgrammingError):
+                # Workers started together on an empty database all create Optuna's tables; the
+                # losers see "already exists" (a duplicate key in the catalog). Once the winner
+                # is done the tables are there and opening again succeeds.
+                time.sleep(1 + attempt)
+        return rdb()
+    except Exception as err:  # sqlalchemy errors carry the URL: say which one, masked
+        raise ConfigError(f"cannot open the Optuna storage {masked(url)}: {masked_text(str(err), url)}; "
+                          f"check tune.storage and that the database server is running") from err
 
 
 def _stale_trial_callback(max_retry: int, on_stale: StaleTrialHook | None

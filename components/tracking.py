@@ -14,7 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ def log_dataset(cache: FeatureCache) -> None:
                        "data.songs": cache.manifest["songs"]})
 
 
-def _retried_on_duplicate_key(write: Any, attempts: int = 3) -> None:
+def _retried_on_duplicate_key(write: Callable[[], Any], attempts: int = 3) -> None:
     """Parallel workers write the same rows at once (the study run's tags, the dataset of a
     shared cache); the store checks then inserts, so the slower writer gets a duplicate key.
     Written again, the row exists and the write succeeds."""

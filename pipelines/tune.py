@@ -18,7 +18,6 @@ import sys
 import time
 import warnings
 from typing import Any
-from urllib.parse import urlsplit
 
 import optuna
 from optuna_dashboard import save_note
@@ -27,7 +26,7 @@ from components import registry, tracking
 from components import study as studies
 from components.config import ConfigError, load_config
 from components.preparation import prepare_features
-from components.redaction import masked
+from components.redaction import masked, password_of
 from components.search_space import load_search_space, suggest_overrides
 from components.training import NonFiniteLoss
 from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
@@ -78,7 +77,7 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
 def warn_if_password_logged(storage: str | None) -> None:
     """Our params, tags and messages mask the storage password, but `mlflow run -P storage=...`
     has logged it already: say where, and how to keep it out."""
-    password = urlsplit(storage).password if storage and "://" in storage else None
+    password = password_of(storage)
     leaked = tracking.params_containing(password) if password else []
     if leaked:
         print(f"warning: `mlflow run` logged the database password in param(s) {', '.join(leaked)} of run "
