@@ -281,7 +281,7 @@ def build_embedding_model(vae: VAE, cache: FeatureCache, config: dict[str, Any],
         "centroids": {task: torch.as_tensor(c, dtype=torch.float32) for task, c in centroids.items()},
     }
     model = EmbeddingModel.from_state(state)
-    example = {"mel": np.asarray(cache.windows[train.row_ids[:1]], np.float32)[:, None]}
+    example = {"mel": cache.read(train.row_ids[:1]).astype(np.float32)[:, None]}
     if model.condition_on:
         example["label"] = train.labels[model.condition_on][:1]
     if model.lyrics_dim:

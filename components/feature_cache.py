@@ -55,6 +55,35 @@ class FeatureCache:
     def digest(self) -> str:
         return self.manifest["digest"]
 
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Windows [len(rows), n_mels, frames] float16, in the order of rows.
+
+        Read with positioned reads into one new array rather than through the memory map: pages
+        touched through a map count as the process's resident memory until the kernel drops them
+        (up to the whole cache by the end of an epoch); read pages stay in the shared page cache.
+        Runs of consecutive rows are one read each.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.windows.shape[1:]), dtype=np.float16)
+        row_bytes = out[0].nbytes if len(rows) else 0
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        with open(self.windows.filename, "rb", buffering=0) as file:
+            start = 0
+            while start < len(rows):
+                end = start + 1
+                while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                    end += 1
+                file.seek(int(rows[start]) * row_bytes)
+                target = buffer[start * row_bytes:end * row_bytes]
+                while len(target):  # a read may return fewer bytes than asked
+                    got = file.readinto(target)
+                    if not got:
+                        raise OSError(f"{self.windows.filename} ended early: the cache is truncated; "
+                                      f"delete {self.path} and prepare again")
+                    target = target[got:]
+                start = end
+        return out
+
     @property
     def vocab(self) -> dict[str, list[str]]:
         return self.manifest["vocab"]

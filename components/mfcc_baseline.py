@@ -17,7 +17,7 @@ def mfcc_statistics(cache: FeatureCache, rows: np.ndarray, n_mfcc: int = 20) -> 
 
     features = []
     for row in rows:
-        mfcc = librosa.feature.mfcc(S=np.asarray(cache.windows[row], dtype=np.float32), n_mfcc=n_mfcc)
+        mfcc = librosa.feature.mfcc(S=cache.read([row])[0].astype(np.float32), n_mfcc=n_mfcc)
         features.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
     return StandardScaler().fit_transform(np.stack(features))
 

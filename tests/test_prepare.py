@@ -13,6 +13,7 @@ import soundfile as sf
 
 from components.audio import FeatureSpec, SongRejected, decode, window_starts
 from components.catalog import CatalogError, read_catalog
+from components.dataset import WindowDataset
 from components.feature_cache import open_cache
 from components.preparation import prepare_features
 from tests.conftest import write_tone
@@ -134,6 +135,37 @@ def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
     assert again.path == cache.path and (again.path / "manifest.json").stat().st_mtime_ns == built
     other = prepare_features(_tiny_config(tiny_config, corpus, "features.n_mels=8"))
     assert other.path != cache.path  # keyed by the feature config too
+
+
+def test_read_returns_the_rows_asked_for_in_their_order(corpus, tiny_config):
+    cache = prepare_features(_tiny_config(tiny_config, corpus))
+    rows = np.array([5, 2, 3, 4, 0, 0, len(cache.rows) - 1])  # a run, a repeat, the last row
+    assert np.array_equal(cache.read(rows), np.asarray(cache.windows[rows]))
+    assert cache.read(np.array([], dtype=np.int64)).shape == (0, *cache.windows.shape[1:])
+
+
+def test_batches_are_train_normalised_windows_with_their_labels(corpus, tiny_config):
+    cache = prepare_features(_tiny_config(tiny_config, corpus))
+    dataset = WindowDataset(cache, "val")
+    batch = dataset.__getitems__([3, 0, 2])
+    rows = batch["row"].numpy()
+    assert list(rows) == sorted(dataset.row_ids[[3, 0, 2]])  # read in file order
+    raw = np.asarray(cache.windows[rows], dtype=np.float32)
+    expected = (raw - cache.mel_mean[:, None]) / cache.mel_std[:, None]
+    assert batch["mel"].shape == (3, 1, *cache.windows.shape[1:])
+    assert np.allclose(batch["mel"][:, 0].numpy(), expected, rtol=1e-6, atol=1e-6)
+    by_row = cache.rows.set_index("row")
+    assert [cache.vocab["genre"][i] for i in batch["genre"]] == list(by_row.genre[rows])
+
+
+def test_read_of_a_cache_truncated_under_it_names_the_fix(corpus, tmp_path, tiny_config):
+    cache = prepare_features(_tiny_config(tiny_config, _copy_corpus(corpus, tmp_path / "c"),
+                                          f"data.cache_dir={tmp_path / 'cache'}"))
+    with open(cache.path / "windows.f16", "r+b") as handle:
+        handle.truncate(cache.windows[0].nbytes * 2 + 10)
+    assert cache.read(np.array([0, 1])).shape[0] == 2
+    with pytest.raises(OSError, match=r"truncated.*prepare again"):
+        cache.read(np.array([1, 2]))
 
 
 def test_truncated_or_unfinished_cache_is_rebuilt(corpus, tiny_config):
