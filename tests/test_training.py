@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import pytest
 import torch
 
@@ -18,8 +21,9 @@ def _batches(model, count: int, seed: int = 0) -> list[dict]:
             for _ in range(count)]
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
-    config = tiny_config("basic_vae", "train.epochs=3")
+@pytest.mark.parametrize("writes", ["inline", "background"])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, writes):
+    config = tiny_config("basic_vae", "train.epochs=3", f"train.async_checkpoint={writes}")
     model = build_model("basic_vae", config)
     trainer = Trainer(model, config, tmp_path / "ckpt")
     good = _batches(model, 2)
@@ -35,8 +39,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, t
     assert (tmp_path / "ckpt" / checkpoint.LAST).read_bytes() == before
 
 
-def test_resume_restores_model_optimizer_and_loop_state(tiny_config, tmp_path):
-    config = tiny_config("basic_vae", "train.epochs=2")
+@pytest.mark.parametrize("writes", ["inline", "background"])
+def test_resume_restores_model_optimizer_and_loop_state(tiny_config, tmp_path, writes):
+    config = tiny_config("basic_vae", "train.epochs=2", f"train.async_checkpoint={writes}")
     model = build_model("basic_vae", config)
     first = Trainer(model, config, tmp_path / "ckpt")
     first.fit(_batches(model, 2), _batches(model, 1, seed=3))
@@ -47,6 +52,90 @@ def test_resume_restores_model_optimizer_and_loop_state(tiny_config, tmp_path):
         assert torch.equal(a, b)
     assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
     assert not Trainer(model, config, tmp_path / "elsewhere").resume()
+
+
+def _checkpoint_tensors(path):
+    saved = checkpoint.load(path)  # best.pt holds no optimizer state
+    moments = saved.get("optimizer", {"state": {}})["state"].values()
+    return saved["state"], saved["model"], [t for state in moments for t in state.values()]
+
+
+def test_background_writes_the_same_checkpoints_as_inline(tiny_config, tmp_path):
+    written = {}
+    for writes in ("inline", "background"):
+        config = tiny_config("basic_vae", "train.epochs=3", f"train.async_checkpoint={writes}")
+        torch.manual_seed(0)
+        model = build_model("basic_vae", config)
+        trainer = Trainer(model, config, tmp_path / writes)
+        assert trainer.checkpoints.background == (writes == "background")
+        trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
+        written[writes] = [_checkpoint_tensors(tmp_path / writes / name)
+                           for name in (checkpoint.LAST, checkpoint.BEST)]
+    for inline, background in zip(written["inline"], written["background"]):
+        timeless = [[{k: v for k, v in h.items() if k != "train/epoch_seconds"} for h in state.history]
+                    for state in (inline[0], background[0])]
+        assert timeless[0] == timeless[1] and inline[0].best_epoch == background[0].best_epoch
+        for a, b in zip([*inline[1].values(), *inline[2]], [*background[1].values(), *background[2]]):
+            assert torch.equal(a, b)
+
+
+def test_a_background_write_keeps_the_state_of_its_epoch(tiny_config, tmp_path):
+    config = tiny_config("basic_vae")
+    model = build_model("basic_vae", config)
+    trainer = Trainer(model, config, tmp_path / "ckpt")
+    writer = checkpoint.Writer(tmp_path / "ckpt", background=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    writer.save("basic_vae", config, trainer.state, model, trainer.optimizer, None, None, best=False)
+    with torch.no_grad():
+        for parameter in model.parameters():  # the next epoch's updates, while the write runs
+            parameter.add_(1.0)
+    writer.wait()
+    saved = checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in before.items())
+
+
+def test_a_failed_background_write_stops_training_naming_the_folder(tiny_config, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the checkpoint folder should be")
+    config = tiny_config("basic_vae", "train.epochs=2", "train.async_checkpoint=background")
+    model = build_model("basic_vae", config)
+    with pytest.raises(OSError, match=r"writing the checkpoint in .*not-a-folder failed.*previous"):
+        Trainer(model, config, blocked).fit(_batches(model, 1), _batches(model, 1))
+    config["train"]["async_checkpoint"] = "sometimes"
+    with pytest.raises(ValueError, match="train.async_checkpoint='sometimes'.*auto, background, inline"):
+        Trainer(model, config, tmp_path)
+
+
+def test_channels_last_computes_the_same_model(tiny_config, tmp_path):
+    config = tiny_config("conv_vae", "train.channels_last=true", "train.epochs=1")
+    torch.manual_seed(0)
+    eager = build_model("conv_vae", config).eval()
+    batch = _batches(eager, 1)[0]
+    expected = eager(batch).mu
+    trainer = Trainer(copy.deepcopy(eager), config, tmp_path / "ckpt")
+    conv = trainer.model.encoder[1][0].weight  # 32 -> 64 channels (with one, both layouts coincide)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert torch.allclose(trainer.model.eval()(batch).mu, expected, atol=1e-5)
+    trainer.fit(_batches(eager, 2), _batches(eager, 1, seed=3))
+    eager.load_state_dict(checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)["model"])
+
+
+def test_compiled_model_trains_and_checkpoints_load_into_an_eager_one(tiny_config, tmp_path):
+    config = tiny_config("basic_vae", "train.compile=default", "train.epochs=2")
+    torch.manual_seed(0)
+    eager = build_model("basic_vae", config).eval()
+    batch = _batches(eager, 1)[0]
+    expected = eager(batch).mu
+    trainer = Trainer(copy.deepcopy(eager), config, tmp_path / "ckpt")
+    assert torch.allclose(trainer.model.eval()(batch).mu, expected, atol=1e-4)  # compiled forward
+    trainer.fit(_batches(eager, 2), _batches(eager, 1, seed=3))
+    assert trainer.state.epoch == 1 and all(map(math.isfinite, trainer.state.history[-1].values()))
+    saved = checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)["model"]
+    eager.load_state_dict(saved)  # strict: the same parameter names as the eager model
+    assert torch.allclose(eager(batch).mu, trainer.model.eval()(batch).mu, atol=1e-4)
+    config["train"]["compile"] = "fastest"
+    with pytest.raises(ValueError, match="train.compile='fastest'.*max-autotune"):
+        Trainer(eager, config, tmp_path)
 
 
 def test_validation_loss_uses_the_full_kl_weight_during_warm_up(tiny_config, tmp_path):
