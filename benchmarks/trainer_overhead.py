@@ -13,8 +13,10 @@ inside an MLflow run with logging on (per-epoch metrics, async, and MLflow's sys
 as `pipelines.train` runs it: its train phase adds the loader, the finite-loss check, per-term
 loss sums and the progress bar. Each epoch it also validates, clusters the validation means
 and writes a checkpoint: work the bare loop does not do, reported apart as seconds per epoch.
-Order: the fused bare loop, the trainer, the fused bare loop again (the machine is noisy; both
-runs show), then the default-Adam bare loop.
+Those per-epoch seconds are split into validation pass, clustering score, checkpoint and
+logging; and one checkpoint of the trained model is timed written inline and handed to the
+background writer (train.async_checkpoint). Order: the fused bare loop, the trainer, the fused
+bare loop again (the machine is noisy; both runs show), then the default-Adam bare loop.
 Writes benchmarks/results/trainer_overhead.json.
 """
 
@@ -25,15 +27,16 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from components import tracking
+from components import checkpoint, tracking, training
 from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, load_config
-from components.dataset import TASKS, WindowDataset, make_loader
+from components.dataset import TASKS, WindowDataset, loader_for, make_loader
 from components.demo_corpus import generate_demo_corpus
 from components.feature_cache import FeatureCache
 from components.models import adapt_to_data, build_model
@@ -86,11 +89,23 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
 
 
 def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, Any],
-                folder: Path) -> tuple[float, float]:
-    """(seconds of the train phases, seconds of the whole fit) of the project's Trainer inside an
-    MLflow run, logging as pipelines.train does."""
+                folder: Path) -> tuple[Trainer, dict[str, float]]:
+    """The project's Trainer fitted inside an MLflow run, logging as pipelines.train does, and
+    the seconds of its parts: train phase, validation pass, clustering score, checkpoint writes
+    (what the loop waits for), metric logging, and the whole fit."""
     train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
-    batch, seed = config["train"]["batch_size"], config["seed"]
+    seed = config["seed"]
+    seconds = dict.fromkeys(("train_phase", "validation", "scoring", "checkpoint", "logging"), 0.0)
+
+    def timed(part: str, function: Callable) -> Callable:
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            result = function(*args, **kwargs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            seconds[part] += time.perf_counter() - started
+            return result
+        return run
 
     def scorer(means, labels):
         labels.pop("row")
@@ -98,25 +113,39 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
 
     with tracking.run(config, run_name=f"trainer-overhead-{config['model']['name']}"):
         trainer = Trainer(model, config, folder / "checkpoints" / tracking.active_run_id(),
-                          on_epoch=lambda metrics, epoch: tracking.log_metrics(metrics, epoch),
-                          epoch_scorer=scorer, tasks=(*TASKS, "row"))
-        pin = trainer.device.type == "cuda"
-        train_phase = 0.0
-        timed = trainer._train_epoch
-
-        def timed_epoch(loader, epoch):
-            nonlocal train_phase
-            started = time.perf_counter()
-            result = timed(loader, epoch)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize(trainer.device)
-            train_phase += time.perf_counter() - started
-            return result
-        trainer._train_epoch = timed_epoch
+                          on_epoch=timed("logging", tracking.log_metrics),
+                          epoch_scorer=timed("scoring", scorer), tasks=(*TASKS, "row"))
+        trainer._train_epoch = timed("train_phase", trainer._train_epoch)
+        trainer.checkpoints.save = timed("checkpoint", trainer.checkpoints.save)
+        trainer.checkpoints.wait = timed("checkpoint", trainer.checkpoints.wait)
+        validate = training.evaluate_loss
+        training.evaluate_loss = timed("validation", validate)
         started = time.perf_counter()
-        trainer.fit(make_loader(train_set, batch, True, seed, config["train"]["num_workers"], pin),
-                    make_loader(val_set, batch, False, seed, config["train"]["num_workers"], pin))
-        return train_phase, time.perf_counter() - started
+        try:
+            trainer.fit(loader_for(train_set, config, True, trainer.device),
+                        loader_for(val_set, config, False, trainer.device))
+        finally:
+            training.evaluate_loss = validate
+        return trainer, seconds | {"fit": time.perf_counter() - started}
+
+
+def checkpoint_blocking(trainer: Trainer, folder: Path) -> dict[str, float]:
+    """Seconds the loop is blocked by one checkpoint (last.pt and best.pt) of the trained model:
+    written inline, or handed to the background writer (its host copy), and how long that
+    background write then takes to finish."""
+    result = {}
+    for background in (False, True):
+        writer = checkpoint.Writer(folder / f"blocking-{background}", background)
+        started = time.perf_counter()
+        writer.save(trainer.config["model"]["name"], trainer.config, trainer.state, trainer.model,
+                    trainer.optimizer, trainer.scaler, None, best=True)
+        returned = time.perf_counter()
+        writer.wait()
+        label = "background" if background else "inline"
+        result[f"{label}_blocks_s"] = round(returned - started, 2)
+        if background:
+            result["background_write_s"] = round(time.perf_counter() - returned, 2)
+    return result
 
 
 def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
@@ -137,7 +166,10 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
 
     bare_loop(fresh_model(), batches[:1], config, 1, fused=True)  # warm kernels and allocator, untimed
     bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True)
-    train_phase, fit = trainer_fit(fresh_model(), cache, config, folder)
+    trainer, parts = trainer_fit(fresh_model(), cache, config, folder)
+    train_phase, fit = parts["train_phase"], parts["fit"]
+    blocking = checkpoint_blocking(trainer, folder)
+    del trainer
     bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     bare = (bare_first + bare_again) / 2
     plain = bare_loop(fresh_model(), batches, config, epochs, fused=False)
@@ -155,6 +187,9 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
         "trainer_fit_samples_per_s": round(samples / fit, 3),
         "fit_over_bare": round(bare / fit, 3),
         "per_epoch_validation_checkpoint_logging_s": round((fit - train_phase) / epochs, 1),
+        "per_epoch_s": {part: round(value / epochs, 2) for part, value in parts.items()},
+        "checkpoint_write": blocking,
+        "async_checkpoint": config["train"]["async_checkpoint"],
     }
 
 

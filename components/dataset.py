@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from components.feature_cache import FeatureCache
 from components.models import Batch
+from components.prefetch import Prefetching
 
 TASKS = ("genre", "language")
 
@@ -65,10 +67,23 @@ def _identity(batch: Batch) -> Batch:
 
 
 def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int,
-                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Batches of whole dicts. Training drops a last batch of one (BatchNorm cannot use it)."""
+                num_workers: int = 0, pin_memory: bool = False,
+                prefetch: int = 0) -> DataLoader | Prefetching:
+    """Batches of whole dicts. Training drops a last batch of one (BatchNorm cannot use it).
+    prefetch > 0 reads that many batches ahead on a thread (train.prefetch_batches); worker
+    processes (num_workers > 0) already read ahead on their own."""
     generator = torch.Generator().manual_seed(seed)
     drop_last = shuffle and len(dataset) % batch_size == 1
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory,
-                      drop_last=drop_last)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                        collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory,
+                        drop_last=drop_last)
+    return Prefetching(loader, prefetch) if prefetch > 0 and num_workers == 0 else loader
+
+
+def loader_for(dataset: WindowDataset, config: dict[str, Any], shuffle: bool,
+               device: torch.device) -> DataLoader | Prefetching:
+    """make_loader with a run's settings: train.batch_size, num_workers and prefetch_batches,
+    pinned memory on CUDA (so copies to the GPU can be non-blocking)."""
+    train = config["train"]
+    return make_loader(dataset, train["batch_size"], shuffle, config["seed"], train["num_workers"],
+                       pin_memory=device.type == "cuda", prefetch=train["prefetch_batches"])

@@ -20,7 +20,7 @@ from components.aggregation import to_unit
 from components.checkpoint import TrainState
 from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
-from components.dataset import TASKS, WindowDataset, make_loader
+from components.dataset import TASKS, WindowDataset, loader_for
 from components.embedding_model import build_embedding_model
 from components.evaluation import evaluate, song_ids
 from components.lyrics import embed_lyrics
@@ -106,9 +106,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     trainer = Trainer(model, config, directory, run_id, on_epoch=after_epoch,
                       epoch_scorer=epoch_scores if config["eval"]["epoch_method"] else None,
                       tasks=(*TASKS, "row"))
-    pin = trainer.device.type == "cuda"
-    workers = config["train"]["num_workers"]
-    train_loader = make_loader(train_set, batch_size, True, config["seed"], workers, pin)
+    train_loader = loader_for(train_set, config, True, trainer.device)
     if trainer.resume():
         print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
         tracking.log_missing_epochs(trainer.state.history)
@@ -119,7 +117,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
         tracking.set_tags({"pretrained_state": str(pretrained)})
     tracking.log_params({"model.parameter_count": count_parameters(model)})
     tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
-    state = trainer.fit(train_loader, make_loader(val_set, batch_size, False, config["seed"], workers, pin))
+    state = trainer.fit(train_loader, loader_for(val_set, config, False, trainer.device))
 
     trainer.load_best()
     scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)

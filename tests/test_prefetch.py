@@ -1,0 +1,48 @@
+"""Read-ahead of batches on a thread: same order, errors where they happened, no thread left behind."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from components.prefetch import Prefetching, prefetch
+
+
+def _prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "prefetch" and t.is_alive()]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_items_arrive_in_the_loaders_order(depth):
+    loader = Prefetching(list(range(50)), depth)
+    assert len(loader) == 50
+    assert list(loader) == list(range(50)) and list(loader) == list(range(50))  # each pass anew
+    assert not _prefetch_threads()
+
+
+def test_an_error_while_reading_is_raised_after_the_items_before_it():
+    def source():
+        yield from (1, 2)
+        raise OSError("windows.f16 ended early")
+
+    received = []
+    with pytest.raises(OSError, match="ended early"):
+        for item in prefetch(source(), 2):
+            received.append(item)
+    assert received == [1, 2] and not _prefetch_threads()
+
+
+def test_stopping_early_stops_reading_ahead():
+    produced = itertools.count()
+
+    def source():
+        for _ in range(1000):
+            yield next(produced)
+
+    batches = prefetch(source(), 2)
+    assert next(batches) == 0
+    batches.close()  # what a break or an error in the training loop does
+    assert not _prefetch_threads()
+    assert next(produced) <= 5  # the item taken, `depth` queued, one blocked in put: not all 1000
