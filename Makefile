@@ -25,6 +25,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.prepare_speed
 	$(BIN)/python -m benchmarks.trainer_overhead
+	$(BIN)/python -m benchmarks.step_throughput --models conv_vae,vade --steps 3
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.full_scale_memory
 	$(BIN)/python -m benchmarks.architectures --epochs 3
