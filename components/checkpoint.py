@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from components.config import ConfigError
@@ -34,6 +35,15 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def remove_partial_writes(directory: Path) -> None:
+    """Delete the half-written files (<name>.tmp<pid>, up to 1 GB each) that processes killed
+    mid-write left in directory; those of live processes are theirs to finish."""
+    for partial in Path(directory).glob("*.pt.tmp*"):
+        pid = partial.suffix.removeprefix(".tmp")
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            partial.unlink(missing_ok=True)
 
 
 def _payload(model_name: str, config: dict[str, Any], state: TrainState, model: torch.nn.Module,
@@ -81,6 +91,7 @@ class Writer:
         self.directory = directory
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if background else None
         self._pending: Future | None = None
+        remove_partial_writes(directory)
 
     @property
     def background(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import subprocess
 
 import pytest
 import torch
@@ -92,6 +94,17 @@ def test_a_background_write_keeps_the_state_of_its_epoch(tiny_config, tmp_path):
     writer.wait()
     saved = checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)["model"]
     assert all(torch.equal(saved[k], v) for k, v in before.items())
+
+
+def test_files_half_written_by_killed_processes_are_removed(tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = tmp_path / f"last.pt.tmp{finished.pid}"
+    alive = tmp_path / f"last.pt.tmp{os.getpid()}"
+    for partial in (dead, alive):
+        partial.write_bytes(b"half a checkpoint")
+    checkpoint.Writer(tmp_path, background=False)
+    assert not dead.exists() and alive.exists()
 
 
 def test_a_failed_background_write_stops_training_naming_the_folder(tiny_config, tmp_path):
