@@ -6,8 +6,11 @@ import itertools
 import threading
 
 import pytest
+import torch
 
+from components.dataset import WindowDataset, loader_for
 from components.prefetch import Prefetching, prefetch
+from components.preparation import prepare_features
 
 
 def _prefetch_threads() -> list[threading.Thread]:
@@ -46,3 +49,15 @@ def test_stopping_early_stops_reading_ahead():
     batches.close()  # what a break or an error in the training loop does
     assert not _prefetch_threads()
     assert next(produced) <= 5  # the item taken, `depth` queued, one blocked in put: not all 1000
+
+
+def test_a_runs_loader_reads_ahead_and_yields_the_batches_it_would_inline(corpus, tiny_config):
+    config = tiny_config("conv_vae", f"data.source={corpus}")
+    dataset = WindowDataset(prepare_features(config), "train")
+    ahead = loader_for(dataset, config, True, torch.device("cpu"))
+    config["train"]["prefetch_batches"] = 0
+    inline = loader_for(dataset, config, True, torch.device("cpu"))
+    assert isinstance(ahead, Prefetching) and not isinstance(inline, Prefetching)
+    assert len(ahead) == len(inline)
+    for a, b in zip(ahead, inline, strict=True):  # same shuffle: the loader's own generator
+        assert torch.equal(a["row"], b["row"]) and torch.equal(a["mel"], b["mel"])
