@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from components import checkpoint
 from components.checkpoint import TrainState
+from components.config import ConfigError
 from components.models import VAE, Batch
 from components.models.base import AFTER_WARMUP
 
@@ -47,7 +48,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but CUDA is not available; use train.device=auto or cpu")
+        raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=auto or cpu")
     return device
 
 
@@ -93,7 +94,7 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
     would add the weights and Adam state (1 GB at full size) to a peak RSS already set by the
     training step, to save seconds of an epoch that takes minutes there."""
     if setting not in CHECKPOINT_WRITES:
-        raise ValueError(f"train.async_checkpoint={setting!r} is not one of {', '.join(CHECKPOINT_WRITES)}")
+        raise ConfigError(f"train.async_checkpoint={setting!r} is not one of {', '.join(CHECKPOINT_WRITES)}")
     return setting == "background" or (setting == "auto" and device.type == "cuda")
 
 
@@ -108,7 +109,7 @@ def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VA
     """
     mode = train["compile"]
     if mode is not None and mode not in COMPILE_MODES:
-        raise ValueError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
+        raise ConfigError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
     model = model.to(device)
     if train["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
