@@ -7,7 +7,8 @@ Each step runs as `python -m pipelines.<step>` in its own process; psutil sample
 memory (RSS) of that process and of its whole tree (prepare's decode workers) every 0.2 s, and
 /proc its anonymous and file-backed parts. Then, for comparison, a bare loop of three training
 steps of the same model at batch 32 on random windows in memory, also in its own process: the
-memory the model's arithmetic needs whatever the platform does. Also reports the float16 cache
+memory the model's arithmetic needs whatever the platform does. Training and bare loop run
+twice: with the defaults, and with train.activation_checkpointing. Also reports the float16 cache
 size on disk and the wall time of each step.
 Writes benchmarks/results/full_scale_memory.json.
 """
@@ -31,6 +32,7 @@ from components.config import PROJECT_ROOT
 from components.demo_corpus import generate_demo_corpus
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "full_scale_memory.json"
+VARIANTS = {"default": [], "activation_checkpointing": ["train.activation_checkpointing=true"]}
 GB = 2**30
 
 
@@ -68,19 +70,19 @@ def peak_memory(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, fl
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def bare_steps(model_name: str, batch_size: int, steps: int) -> None:
+def bare_steps(model_name: str, batch_size: int, steps: int, overrides: list[str]) -> None:
     """The model's own arithmetic, for comparison: `steps` training steps of the full-size model
-    at batch_size on random windows already in memory (the trainer's optimizer and step), in
-    this process; nothing else imported or held."""
+    at batch_size on random windows already in memory (the trainer's model preparation,
+    optimizer and step), in this process; nothing else imported or held."""
     import torch
 
     from components.config import load_config
     from components.models import build_model
-    from components.training import make_optimizer, optimizer_step
+    from components.training import make_optimizer, optimizer_step, prepare_model
 
-    config = load_config(model_name, [])
+    config = load_config(model_name, overrides)
     config["model"] |= {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}
-    model = build_model(model_name, config).train()
+    model = prepare_model(build_model(model_name, config), torch.device("cpu"), config["train"]).train()
     optimizer = make_optimizer(model.parameters(), config["train"], torch.device("cpu"))
     n_mels, frames = model.input_shape
     batch = {"mel": torch.randn(batch_size, 1, n_mels, frames),
@@ -101,9 +103,11 @@ def main() -> None:
                    help="internal: run this many bare training steps in this process and exit")
     p.add_argument("--folder", type=Path, default=None,
                    help="keep the corpus here and reuse it on the next run (default: a temp folder)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="training settings to measure")
+    p.add_argument("--overrides", nargs="*", default=[], help="internal: config overrides of --bare-steps")
     args = p.parse_args()
     if args.bare_steps:
-        return bare_steps(args.model, 32, args.bare_steps)
+        return bare_steps(args.model, 32, args.bare_steps, args.overrides)
     with tempfile.TemporaryDirectory(prefix="full-scale-") as tmp:
         folder = args.folder or Path(tmp)
         started = time.perf_counter()
@@ -121,16 +125,23 @@ def main() -> None:
                               folder, env)
         (cache,) = (folder / "cache").iterdir()
         manifest = json.loads((cache / "manifest.json").read_text())
-        train = peak_memory([sys.executable, "-m", "pipelines.train", "--model", args.model, *common,
-                             "--train.epochs", str(args.epochs)], folder, env)
-        bare = peak_memory([sys.executable, "-m", "benchmarks.full_scale_memory", "--model", args.model,
-                            "--bare-steps", "3"], folder, env)
+        train, bare = {}, {}
+        for variant in args.variants.split(","):
+            overrides = VARIANTS[variant]
+            train[variant] = peak_memory(
+                [sys.executable, "-m", "pipelines.train", "--model", args.model, *common,
+                 "--train.epochs", str(args.epochs),
+                 *[part for item in overrides for part in (f"--{item.split('=')[0]}", item.split("=")[1])]],
+                folder, env) | {"epochs": args.epochs}
+            bare[variant] = peak_memory([sys.executable, "-m", "benchmarks.full_scale_memory", "--model",
+                                         args.model, "--bare-steps", "3", "--overrides", *overrides],
+                                        folder, env)
         result = {
             "model": args.model, "songs": manifest["songs"], "windows": manifest["windows"],
             "window_hours": round(manifest["audio_seconds"] / 3600, 2),  # 30 s x windows (they overlap)
             "generate_corpus_s": round(generated, 1),
             "cache_gb_on_disk": round((cache / "windows.f16").stat().st_size / GB, 3),
-            "prepare": prepare, "train": train | {"epochs": args.epochs},
+            "prepare": prepare, "train": train,
             "bare_loop_3_steps_batch_32": bare,
             "cores": os.cpu_count(), "machine_ram_gb": round(psutil.virtual_memory().total / GB, 1),
         }

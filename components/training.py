@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from components import checkpoint
+from components.activation_checkpointing import checkpoint_blocks
 from components.checkpoint import TrainState
 from components.config import ConfigError
 from components.models import VAE, Batch
@@ -102,7 +103,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VAE:
-    """The model on its device, in channels-last layout and compiled when the config asks.
+    """The model on its device, in channels-last layout, with checkpointed activations and
+    compiled, as the config asks.
 
     Module.compile compiles forward in place: parameter names and the state dict stay those of
     the eager model, so checkpoints and the logged model load the same either way.
@@ -110,9 +112,14 @@ def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VA
     mode = train["compile"]
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
+    if mode is not None and train["activation_checkpointing"]:
+        raise ConfigError("train.activation_checkpointing and train.compile together are not supported; "
+                          "set one of them")
     model = model.to(device)
     if train["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
+    if train["activation_checkpointing"]:
+        checkpoint_blocks(model)
     if mode is not None:
         model.compile(mode=mode)
     return model

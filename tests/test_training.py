@@ -12,7 +12,7 @@ import torch
 
 from components import checkpoint
 from components.models import build_model
-from components.training import NonFiniteLoss, Trainer, choose_precision, evaluate_loss
+from components.training import NonFiniteLoss, Trainer, choose_precision, evaluate_loss, prepare_model
 
 
 def _batches(model, count: int, seed: int = 0) -> list[dict]:
@@ -131,6 +131,23 @@ def test_channels_last_computes_the_same_model(tiny_config, tmp_path):
     assert torch.allclose(trainer.model.eval()(batch).mu, expected, atol=1e-5)
     trainer.fit(_batches(eager, 2), _batches(eager, 1, seed=3))
     eager.load_state_dict(checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)["model"])
+
+
+@pytest.mark.parametrize("name", ["conv_vae", "basic_vae"])
+def test_activation_checkpointing_gives_the_plain_models_gradients_and_statistics(tiny_config, name):
+    config = tiny_config(name, "train.activation_checkpointing=true")
+    torch.manual_seed(0)
+    plain = build_model(name, config).train()
+    checkpointed = prepare_model(copy.deepcopy(plain), torch.device("cpu"), config["train"])
+    assert checkpointed.encoder[0].forward.func.__name__ == "_checkpointed"
+    batch = _batches(plain, 1)[0]
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)  # the same dropout masks in both forwards
+        model.loss(batch, model(batch), 5)["total"].backward()
+    for (key, a), b in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), key
+    for (key, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key  # running mean / var / count updated once, as in plain
 
 
 def test_compiled_model_trains_and_checkpoints_load_into_an_eager_one(tiny_config, tmp_path):
