@@ -40,8 +40,9 @@ def resident_kinds(pid: int) -> dict[str, int]:
     """Bytes of the process's resident memory that are anonymous (heap: tensors, arrays) and
     file-backed (mapped files: libraries, memory maps) from /proc (Linux)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return {kind: int(re.search(rf"^{kind}:\s+(\d+) kB", status, re.M).group(1)) * 1024
-            for kind in ("RssAnon", "RssFile")}
+    found = {kind: re.search(rf"^{kind}:\s+(\d+) kB", status, re.M) for kind in ("RssAnon", "RssFile")}
+    # An exited process not yet reaped (a zombie) lists no memory: nothing to sample.
+    return {kind: int(match.group(1)) * 1024 for kind, match in found.items() if match}
 
 
 def peak_memory(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
@@ -60,7 +61,7 @@ def peak_memory(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, fl
         except (psutil.NoSuchProcess, FileNotFoundError):  # a process ended while being read
             continue
         own, tree = max(own, sizes[0]), max(tree, sum(sizes))
-        anon, mapped = max(anon, kinds["RssAnon"]), max(mapped, kinds["RssFile"])
+        anon, mapped = max(anon, kinds.get("RssAnon", 0)), max(mapped, kinds.get("RssFile", 0))
         time.sleep(0.2)
     output = proc.stdout.read()
     if proc.returncode != 0:
