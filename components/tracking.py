@@ -11,6 +11,7 @@ import copy
 import fcntl
 import logging
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -284,14 +285,14 @@ def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params(params)
 
 
-def log_gpu_memory(device: torch.device, step: int | None = None) -> None:
-    """Peak memory from torch's allocator (the part MLflow's NVML sampling cannot see)."""
-    if device.type != "cuda":
-        return
-    mlflow.log_metrics({
-        "gpu/mem_allocated_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-        "gpu/mem_reserved_peak_mb": torch.cuda.max_memory_reserved(device) / 2**20,
-    }, step=step, synchronous=False)
+def log_peak_memory(device: torch.device, step: int | None = None) -> None:
+    """This process's peak resident memory so far and, on CUDA, the peaks of torch's allocator:
+    what MLflow's system metrics (machine-wide RAM, NVML) cannot attribute to the run."""
+    metrics = {"memory/process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        metrics |= {"gpu/mem_allocated_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+                    "gpu/mem_reserved_peak_mb": torch.cuda.max_memory_reserved(device) / 2**20}
+    mlflow.log_metrics(metrics, step=step, synchronous=False)
 
 
 def log_figure(figure: Any, path: str) -> None:
@@ -349,8 +350,9 @@ def latest_training_runs(experiment: str | None = None) -> list[RunSummary]:
         newest.setdefault(run.data.tags["model"], run)
     summaries = []
     for model, run in newest.items():
-        memory = run.data.metrics.get("gpu/mem_allocated_peak_mb")
-        if memory is None:
+        memory = run.data.metrics.get("gpu/mem_allocated_peak_mb",
+                                      run.data.metrics.get("memory/process_peak_rss_mb"))
+        if memory is None:  # runs logged before the process peak was
             history = client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
             memory = max((m.value for m in history), default=None)
         summaries.append(RunSummary(

@@ -25,6 +25,7 @@ from components import checkpoint
 from components.activation_checkpointing import checkpoint_blocks
 from components.checkpoint import TrainState
 from components.config import ConfigError
+from components.host_memory import map_large_allocations
 from components.models import VAE, Batch
 from components.models.base import AFTER_WARMUP
 
@@ -215,6 +216,8 @@ class Trainer:
         self.config = config
         self.device = resolve_device(train["device"])
         self.precision = choose_precision(self.device, train["amp"])
+        if train["lean_host_memory"]:
+            map_large_allocations()
         self.model = prepare_model(model, self.device, train)
         self.optimizer = make_optimizer(model.parameters(), train, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.scaler else None

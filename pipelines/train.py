@@ -94,7 +94,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
 
     def after_epoch(metrics: dict[str, float], epoch: int) -> None:
         tracking.log_metrics(metrics, epoch)
-        tracking.log_gpu_memory(trainer.device, epoch)
+        tracking.log_peak_memory(trainer.device, epoch)
         if on_epoch is not None:
             on_epoch(metrics, epoch)
 
@@ -124,13 +124,13 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     scores |= baseline_scores(cache, config["eval"]["split"], config["seed"], config["eval"]["unit"])
     tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
                                    "train/epochs_run": state.epoch + 1})
-    tracking.log_gpu_memory(trainer.device)
     for path, figure in figures.items():
         tracking.log_figure(figure, path)
     served, example = build_embedding_model(trainer.model, cache, config, lyrics, trainer.device,
                                             trainer.precision)
     model_uri = tracking.log_model(served, example)
     tracking.set_tags({"model_uri": model_uri})  # what promotion registers
+    tracking.log_peak_memory(trainer.device, state.epoch + 1)  # evaluation and model logging included
     print(f"run {run_id} finished: model {model_uri}; "
           + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
                       if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))

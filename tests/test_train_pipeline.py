@@ -35,6 +35,10 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
         assert name in run.data.metrics, f"missing metric {name}"
     history = mlflow.MlflowClient().get_metric_history(run_id, "val/loss")
     assert sorted(m.step for m in history) == [0, 1]
+    peaks = sorted(mlflow.MlflowClient().get_metric_history(run_id, "memory/process_peak_rss_mb"),
+                   key=lambda m: m.step)
+    assert [m.step for m in peaks] == [0, 1, 2]  # each epoch, then after evaluation and logging
+    assert 100 < peaks[0].value <= peaks[-1].value  # a high-water mark, in MB
     params = run.data.params
     assert params["train.lr"] == "0.0001" and params["model.name"] == "conv_vae"
     assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
