@@ -205,6 +205,9 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
         cache, overrides = stand_in(folder, args.songs_per_cell, args.seconds, args.overrides)
         results = [measure(name, cache, overrides, args.epochs, folder) for name in args.models.split(",")]
+    if RESULTS.exists():  # models not rerun keep their last numbers
+        rerun = {r["model"] for r in results}
+        results = [r for r in json.loads(RESULTS.read_text())["models"] if r["model"] not in rerun] + results
     result = {"threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "models": results}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
