@@ -119,13 +119,18 @@ def test_a_failed_background_write_stops_training_naming_the_folder(tiny_config,
         Trainer(model, config, tmp_path)
 
 
+def _trainer_beside_eager(name: str, config: dict, folder):
+    """An eager model in eval mode, one batch, its latent means, and a Trainer (which prepares
+    the model as the config says) on a copy of the same weights."""
+    torch.manual_seed(0)
+    eager = build_model(name, config).eval()
+    batch = _batches(eager, 1)[0]
+    return eager, batch, eager(batch).mu, Trainer(copy.deepcopy(eager), config, folder)
+
+
 def test_channels_last_computes_the_same_model(tiny_config, tmp_path):
     config = tiny_config("conv_vae", "train.channels_last=true", "train.epochs=1")
-    torch.manual_seed(0)
-    eager = build_model("conv_vae", config).eval()
-    batch = _batches(eager, 1)[0]
-    expected = eager(batch).mu
-    trainer = Trainer(copy.deepcopy(eager), config, tmp_path / "ckpt")
+    eager, batch, expected, trainer = _trainer_beside_eager("conv_vae", config, tmp_path / "ckpt")
     conv = trainer.model.encoder[1][0].weight  # 32 -> 64 channels (with one, both layouts coincide)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert torch.allclose(trainer.model.eval()(batch).mu, expected, atol=1e-5)
@@ -152,11 +157,7 @@ def test_activation_checkpointing_gives_the_plain_models_gradients_and_statistic
 
 def test_compiled_model_trains_and_checkpoints_load_into_an_eager_one(tiny_config, tmp_path):
     config = tiny_config("basic_vae", "train.compile=default", "train.epochs=2")
-    torch.manual_seed(0)
-    eager = build_model("basic_vae", config).eval()
-    batch = _batches(eager, 1)[0]
-    expected = eager(batch).mu
-    trainer = Trainer(copy.deepcopy(eager), config, tmp_path / "ckpt")
+    eager, batch, expected, trainer = _trainer_beside_eager("basic_vae", config, tmp_path / "ckpt")
     assert torch.allclose(trainer.model.eval()(batch).mu, expected, atol=1e-4)  # compiled forward
     trainer.fit(_batches(eager, 2), _batches(eager, 1, seed=3))
     assert trainer.state.epoch == 1 and all(map(math.isfinite, trainer.state.history[-1].values()))
