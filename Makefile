@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.prepare_speed
 	$(BIN)/python -m benchmarks.trainer_overhead
 	$(BIN)/python -m benchmarks.step_throughput --models conv_vae,vade --steps 3
+	$(BIN)/python -m benchmarks.io_and_allocator
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.full_scale_memory
 	$(BIN)/python -m benchmarks.architectures --epochs 3

@@ -4,8 +4,10 @@ glibc serves a request from its own mapping (returned to the OS on free) only ab
 that it raises, up to 32 MB, each time such a mapping is freed. After the first training step
 of a full-size model, the step's 1-32 MB tensors therefore come from the heap, whose freed
 holes stay resident: the platform's process peaked 0.3 GB above the same steps with a fixed
-threshold (3.88-3.97 against 3.61 GB for conv_vae on the demo corpus), for steps about 4%
-slower (each new mapping is faulted in again). train.lean_host_memory fixes it at 1 MB.
+threshold (3.88-3.97 against 3.61 GB for conv_vae on the demo corpus). Each new mapping is
+faulted in again, which may cost time: no slowdown beyond noise in
+benchmarks/io_and_allocator.py, 8% more wall time in the full-scale run. train.lean_host_memory
+fixes the threshold at 1 MB.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""Three small costs behind the trainer's settings, each against its alternative in the same run:
+normalising a full-size batch (numpy cast, then out of place vs torch cast, then in place), writing 1 GB with
+torch.save with and without per-record CRC32, and full-size conv_vae training steps with
+glibc's default mmap threshold vs train.lean_host_memory (each in a fresh process: the
+setting is process-wide).
+
+    python -m benchmarks.io_and_allocator [--steps 5]
+
+Writes benchmarks/results/io_and_allocator.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.config import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "io_and_allocator.json"
+
+
+def median_ms(run, repeats: int = 20) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def normalisation() -> dict[str, float]:
+    """A batch of 32 windows of 128 x 1292 float16, normalised per mel bin to float32."""
+    raw = (np.random.default_rng(0).standard_normal((32, 128, 1292)) * 20).astype(np.float16)
+    mean = np.random.default_rng(1).standard_normal(128).astype(np.float32)[:, None]
+    std = (np.random.default_rng(2).random(128).astype(np.float32) + 1)[:, None]
+    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
+    before = median_ms(lambda: (torch.from_numpy(raw.astype(np.float32)) - mean_t) / std_t)
+    now = median_ms(lambda: torch.from_numpy(raw).float().sub_(mean_t).div_(std_t))
+    return {"numpy_cast_then_out_of_place_ms": before, "torch_cast_and_in_place_ms": now}
+
+
+def checkpoint_write(folder: Path) -> dict[str, list[float]]:
+    """Seconds to torch.save 1 GB, alternating with and without CRC32, three times each."""
+    state = {"weights": torch.randn(256, 2**20)}
+    seconds: dict[str, list[float]] = {"with_crc32_s": [], "without_crc32_s": []}
+    for _ in range(3):
+        for crc, key in ((True, "with_crc32_s"), (False, "without_crc32_s")):
+            torch.serialization.set_crc32_options(crc)
+            started = time.perf_counter()
+            torch.save(state, folder / "state.pt")
+            seconds[key].append(round(time.perf_counter() - started, 2))
+            (folder / "state.pt").unlink()
+    return seconds
+
+
+def steps(lean: bool, count: int) -> dict[str, float]:
+    """In this process: `count` full-size conv_vae training steps at batch 32."""
+    from components.config import load_config
+    from components.host_memory import map_large_allocations
+    from components.models import build_model
+    from components.training import make_optimizer, optimizer_step
+
+    if lean:
+        map_large_allocations()
+    config = load_config("conv_vae", [])
+    model = build_model("conv_vae", config).train()
+    optimizer = make_optimizer(model.parameters(), config["train"], torch.device("cpu"))
+    batch = {"mel": torch.randn(32, 1, 128, 1292), "genre": torch.zeros(32, dtype=torch.long),
+             "language": torch.zeros(32, dtype=torch.long)}
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        optimizer_step(model.loss(batch, model(batch), 5)["total"], optimizer, None, model.parameters(), 0.5)
+        times.append(time.perf_counter() - started)
+    return {"step_s": round(statistics.median(times[1:]), 2),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def allocator(count: int) -> dict[str, list[dict[str, float]]]:
+    """Default and lean, alternating, twice each, each in a fresh process."""
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    runs: dict[str, list[dict[str, float]]] = {"default": [], "lean_host_memory": []}
+    for _ in range(2):
+        for key in runs:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.io_and_allocator", "--steps", str(count),
+                                  "--only-steps", key], env=env, capture_output=True, text=True, check=True)
+            runs[key].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--only-steps", choices=["default", "lean_host_memory"], help="internal")
+    args = p.parse_args()
+    if args.only_steps:
+        print(json.dumps(steps(args.only_steps == "lean_host_memory", args.steps)))
+        return
+    with tempfile.TemporaryDirectory(prefix="io-allocator-") as tmp:
+        result = {"threads": torch.get_num_threads(), "normalisation": normalisation(),
+                  "checkpoint_write_1gb": checkpoint_write(Path(tmp)),
+                  "training_steps": allocator(args.steps)}
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
