@@ -1,4 +1,4 @@
-"""Clustering scores of a latent space: KMeans / Agglomerative / GMM with k = number of classes."""
+"""Clustering a latent space: KMeans / Agglomerative / GMM with k = number of classes."""
 
 from __future__ import annotations
 
@@ -38,42 +38,6 @@ def cluster(embeddings: np.ndarray, k: int, method: str, seed: int = 0) -> np.nd
                               n_init=3, random_state=seed)
         return gmm.fit(embeddings).predict(embeddings)
     raise ValueError(f"unknown clustering method '{method}'; valid: {', '.join(METHODS)}")
-
-
-def score(embeddings: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """NMI and ARI against the true labels; silhouette of the predicted partition (the cluster
-    quality the report's targets mean), 0 when fewer than two clusters were found."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-
-    found = len(np.unique(predicted))
-    silhouette = (float(silhouette_score(embeddings, predicted))
-                  if 1 < found < len(embeddings) else 0.0)
-    return {"nmi": float(normalized_mutual_info_score(labels, predicted)),
-            "ari": float(adjusted_rand_score(labels, predicted)),
-            "silhouette": silhouette}
-
-
-def evaluate_task(embeddings: np.ndarray, labels: np.ndarray, task: str,
-                  methods: tuple[str, ...] | list[str] = METHODS, seed: int = 0,
-                  extra_assignments: dict[str, np.ndarray] | None = None) -> dict[str, float | str]:
-    """Scores under the stable names: '<task>/nmi_<method>' etc. for every method, and
-    '<task>/nmi|ari|silhouette' of the method with the best NMI (named in '<task>/best_method').
-
-    extra_assignments: clusterings a model makes itself (VaDE's responsibilities), scored alike.
-    """
-    k = len(np.unique(labels))
-    assignments = {m: cluster(embeddings, k, m, seed) for m in methods}
-    assignments |= extra_assignments or {}
-    results: dict[str, float | str] = {}
-    per_method = {m: score(embeddings, labels, pred) for m, pred in assignments.items()}
-    for method, scores in per_method.items():
-        for name, value in scores.items():
-            results[f"{task}/{name}_{method}"] = value
-    best = max(per_method, key=lambda m: per_method[m]["nmi"])
-    for name, value in per_method[best].items():
-        results[f"{task}/{name}"] = value
-    results[f"{task}/best_method"] = best
-    return results
 
 
 def nmi_per_task(embeddings: np.ndarray, labels: dict[str, np.ndarray], method: str,

@@ -152,7 +152,52 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
         config = _merge(config, parse_overrides(overrides), "override")
     if config["model"]["name"] != model_name:
         raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
+    check_protocol(config)
     return config
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value!r} must be in [{low}, {high}]; {fix}")
+
+
+def check_protocol(config: dict[str, Any]) -> None:
+    """The evaluation protocol and the song split, checked when the config is loaded: a typo in
+    a method or unit fails here, before any data is read or any epoch trained."""
+    from components.aggregation import UNITS  # late: aggregation imports ConfigError from here
+    from components.clustering import METHODS
+
+    evaluation, data = config["eval"], config["data"]
+    _choice("eval.method", evaluation["method"], METHODS)
+    if not isinstance(evaluation["other_methods"], list):
+        raise ConfigError(f"eval.other_methods={evaluation['other_methods']!r} must be a list, e.g. "
+                          f"[agglomerative, gmm] or []")
+    for method in evaluation["other_methods"]:
+        _choice("eval.other_methods entry", method, METHODS)
+    if evaluation["epoch_method"] is not None:
+        _choice("eval.epoch_method", evaluation["epoch_method"], METHODS)
+    _choice("eval.unit", evaluation["unit"], UNITS)
+    _in_range("eval.permutations", evaluation["permutations"], 0, 1_000_000,
+              "0 turns the chance level off, 1000 is the default")
+    _in_range("eval.bootstrap", evaluation["bootstrap"], 0, 1_000_000,
+              "0 turns the interval off, 1000 is the default")
+    _in_range("eval.confidence", evaluation["confidence"], 0.5, 0.999, "0.95 is the default")
+    _in_range("eval.alpha", evaluation["alpha"], 0.0001, 0.5, "0.05 is the default")
+    _in_range("eval.folds", evaluation["folds"], 1, 100, "1 = one train/val/test split")
+    _in_range("data.fold", data["fold"], 0, evaluation["folds"] - 1,
+              f"eval.folds={evaluation['folds']} has folds 0..{evaluation['folds'] - 1}")
+    _in_range("data.val_fraction", data["val_fraction"], 0.01, 0.9,
+              "validation songs drive early stopping, so it cannot be 0")
+    _in_range("data.test_fraction", data["test_fraction"], 0.0, 0.9, "0.0 drops the test split")
+    if data["val_fraction"] + data["test_fraction"] >= 1:
+        raise ConfigError(f"data.val_fraction + data.test_fraction = "
+                          f"{data['val_fraction'] + data['test_fraction']} leaves no train songs; "
+                          f"keep their sum below 1 (e.g. 0.2 + 0.2)")
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -1,21 +1,148 @@
-"""Evaluate a trained model: latent means of one split -> clustering scores per task + figures."""
+"""Evaluate a trained model under the declared protocol: val scores select, test scores report.
+
+For each split (val, then test when the corpus has one) the latent means of its windows are
+clustered by ONE declared method (eval.method, k = number of classes) at ONE declared unit
+(eval.unit, song by default). Each headline score stands beside its chance level (labels
+permuted across songs), a bootstrap interval over songs and AMI. Metric names carry the split:
+
+    <split>/<task>/nmi, ami, ari, nmi_chance_mean, nmi_chance_p95, nmi_p_value, beats_chance,
+        nmi_ci_low, nmi_ci_high, ari_ci_low, ari_ci_high, silhouette_labels, silhouette_clusters
+    <split>/<task>/<other method>/...   eval.other_methods, logged, never picked
+    <split>/<task>/<other unit>/...     window when the unit is song, and the reverse
+    <split>/<task>/own_clusters/...     a model's own assignments (VaDE: its k, its own null)
+    <split>/<task>/mfcc/...             MFCC statistics, the same split, unit, method and null
+
+A model conditioned on a label scores that label under `<task>_conditioned` instead of `<task>`:
+it was given the label, so that score is not an unsupervised result.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from components.aggregation import to_unit
-from components.clustering import evaluate_task
+from components.aggregation import UNITS, to_unit
+from components.clustering import cluster
 from components.dataset import TASKS, WindowDataset, make_loader
 from components.feature_cache import FeatureCache
+from components.metric_names import REPORT, SELECT
 from components.models import VAE
+from components.significance import Resampling, partition_scores, verdict
 from components.training import Precision, autocast, embed_loader, to_device
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before the first step
     from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What is scored and how, fixed by the config before any score is seen."""
+
+    method: str
+    other_methods: tuple[str, ...]
+    unit: str
+    resampling: Resampling
+    conditioned_on: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Protocol:
+        evaluation = config["eval"]
+        resampling = Resampling(evaluation["permutations"], evaluation["bootstrap"],
+                                evaluation["confidence"], evaluation["alpha"], config["seed"])
+        return cls(evaluation["method"], tuple(m for m in evaluation["other_methods"]
+                                               if m != evaluation["method"]),
+                   evaluation["unit"], resampling, config["model"].get("condition_on"))
+
+    def task_name(self, task: str) -> str:
+        """genre, or genre_conditioned for a model that was given the genre."""
+        return f"{task}_conditioned" if task == self.conditioned_on else task
+
+
+def _silhouette(points: np.ndarray, groups: np.ndarray) -> float | None:
+    from sklearn.metrics import silhouette_score
+
+    found = len(np.unique(groups))
+    return float(silhouette_score(points, groups)) if 1 < found < len(points) else None
+
+
+def partition_report(points: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
+                     groups: np.ndarray | None, resampling: Resampling) -> dict[str, float]:
+    """Scores of one partition of points: agreement with labels, its chance level and interval,
+    and the silhouettes of the true labels (the separation the report's target means) and of the
+    partition itself."""
+    scores = partition_scores(labels, predicted, groups, resampling)
+    for name, by in (("silhouette_labels", labels), ("silhouette_clusters", predicted)):
+        value = _silhouette(points, by)
+        if value is not None:
+            scores[name] = value
+    return scores
+
+
+def protocol_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray], songs: np.ndarray,
+                    protocol: Protocol, split: str, own: np.ndarray | None = None,
+                    variant: str | None = None, seed: int = 0) -> dict[str, float | str]:
+    """Every score of one split under the protocol, from window-level embeddings [N, D], labels
+    per task [N] and the song of each window [N]. variant (e.g. 'mfcc') scores another feature
+    set at the headline unit and method only, under <split>/<task>/<variant>/."""
+    scores: dict[str, float | str] = {}
+    units = [protocol.unit] if variant else [protocol.unit, *(u for u in UNITS if u != protocol.unit)]
+    for unit in units:
+        points, unit_labels, unit_own = to_unit(unit, embeddings, labels, songs, own)
+        groups = songs if unit == "window" else None  # window-level nulls move songs together
+        for task in TASKS:
+            name = protocol.task_name(task) if variant is None else task
+            y = unit_labels[task]
+            if len(np.unique(y)) < 2:
+                scores[f"{split}/{name}/unscored"] = "one class in split"
+                continue
+            k = len(np.unique(y))
+            prefix = f"{split}/{name}" + (f"/{variant}" if variant else "")
+            if unit != protocol.unit:
+                prefix += f"/{unit}"
+            methods = [protocol.method]
+            if unit == protocol.unit and variant is None:
+                methods += list(protocol.other_methods)
+            for method in methods:
+                predicted = cluster(points, k, method, seed)
+                named = prefix if method == protocol.method else f"{prefix}/{method}"
+                report = partition_report(points, y, predicted, groups, protocol.resampling)
+                scores |= {f"{named}/{metric}": value for metric, value in report.items()}
+            if unit_own is not None and unit == protocol.unit and variant is None:
+                report = partition_report(points, y, unit_own, groups, protocol.resampling)
+                scores |= {f"{prefix}/own_clusters/{metric}": v for metric, v in report.items()}
+    return scores
+
+
+def headline_lines(scores: dict[str, float | str], protocol: Protocol) -> list[str]:
+    """One line per task: the test score (val when there is no test split) with its interval,
+    chance level and verdict, then MFCC's; a label-conditioned score is named as such."""
+    split = REPORT if any(k.startswith(f"{REPORT}/") for k in scores) else SELECT
+    lines = []
+    for task in TASKS:
+        name = protocol.task_name(task)
+        if name != task:
+            lines.append(f"{split} {task}: not an unsupervised result (the model is conditioned on "
+                         f"{task}); its score is logged as {split}/{name}/nmi")
+            continue
+        parts = []
+        for who, prefix in (("model", f"{split}/{task}"), ("MFCC", f"{split}/{task}/mfcc")):
+            values = {k.removeprefix(prefix + "/"): v for k, v in scores.items()
+                      if k.startswith(prefix + "/") and "/" not in k.removeprefix(prefix + "/")}
+            if "nmi" not in values:
+                continue
+            text = f"{who} NMI {values['nmi']:.3f}"
+            if "nmi_ci_low" in values:
+                text += f" [{values['nmi_ci_low']:.2f}, {values['nmi_ci_high']:.2f}]"
+            if "nmi_p_value" in values:
+                text += (f", chance {values['nmi_chance_mean']:.3f} (p95 {values['nmi_chance_p95']:.3f}), "
+                         f"p={values['nmi_p_value']:.3f}: {verdict(values, protocol.resampling.alpha)}")
+            parts.append(text)
+        if parts:
+            lines.append(f"{split} {task} ({protocol.unit}s, {protocol.method}): " + "; ".join(parts))
+    return lines
 
 
 def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, precision: Precision,
@@ -37,21 +164,6 @@ def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, preci
             np.concatenate(own) if own else None)
 
 
-def clustering_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
-                      methods: list[str], seed: int,
-                      own: np.ndarray | None = None) -> dict[str, float | str]:
-    """'<task>/<metric>[_<method>]' for genre and language. A task with a single class in the
-    split cannot be scored and is reported as such instead of as a perfect or zero score."""
-    scores: dict[str, float | str] = {}
-    for task in TASKS:
-        if len(np.unique(labels[task])) < 2:
-            scores[f"{task}/best_method"] = "unscored: one class in split"
-            continue
-        extra = {"model": own} if own is not None else None  # e.g. genre/nmi_model for VaDE
-        scores |= evaluate_task(embeddings, labels[task], task, methods, seed, extra)
-    return scores
-
-
 def song_ids(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
     """The song of each window, by cache row."""
     return cache.rows.set_index("row").loc[rows, "song_id"].to_numpy()
@@ -71,26 +183,50 @@ def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.devi
     return plots.reconstruction(batch["mel"][:, 0].numpy(), recon[:, 0].numpy(), titles)
 
 
+def split_names(cache: FeatureCache) -> list[str]:
+    """val, and test when the corpus has test songs."""
+    present = set(cache.rows.split)
+    return [split for split in (SELECT, REPORT) if split in present]
+
+
+def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str, Any],
+                   device: torch.device, precision: Precision,
+                   lyrics: tuple[dict[str, np.ndarray], int] | None = None,
+                   ) -> tuple[dict[str, float | str], np.ndarray, dict[str, np.ndarray], WindowDataset]:
+    """The model's and MFCC's scores on one split; also the unit-level points and label names
+    for the projection figure, and the split's dataset."""
+    from components.mfcc_baseline import mfcc_statistics
+
+    protocol = Protocol.from_config(config)
+    dataset = WindowDataset(cache, split, lyrics)
+    embeddings, labels, own = latent_means(model, dataset, device, precision,
+                                           config["train"]["batch_size"])
+    rows = labels.pop("row")
+    songs = song_ids(cache, rows)
+    scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=config["seed"])
+    features = mfcc_statistics(cache, rows)
+    scores |= protocol_scores(features, labels, songs, protocol, split, variant="mfcc",
+                              seed=config["seed"])
+    points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
+    names = {task: np.asarray(cache.vocab[task])[unit_labels[task]] for task in TASKS}
+    return scores, points, names, dataset
+
+
 def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: torch.device,
              precision: Precision, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
              ) -> tuple[dict[str, float | str], dict[str, Figure]]:
-    """Scores on config.eval.split and the figures to log beside them."""
+    """Scores on val (selection) and test (report), and the figures of the reporting split."""
     from components import plots
 
-    dataset = WindowDataset(cache, config["eval"]["split"], lyrics)
-    if len(dataset) == 0:
-        raise ValueError(f"eval.split '{config['eval']['split']}' has no windows; "
-                         f"set data.val_fraction > 0 or eval.split: train")
-    embeddings, labels, own = latent_means(model, dataset, device, precision,
-                                           config["train"]["batch_size"])
-    embeddings, labels, own = to_unit(config["eval"]["unit"], embeddings, labels,
-                                      song_ids(cache, labels["row"]), own)
-    scores = clustering_scores(embeddings, labels, config["eval"]["methods"], config["seed"], own)
-    names = {task: np.asarray(cache.vocab[task])[labels[task]] for task in TASKS}
-    keep = np.random.default_rng(0).permutation(len(embeddings))[: config["eval"]["projection_points"]]
-    figures = {
-        "plots/latent_projection.png": plots.latent_projection(
-            embeddings[keep], {t: v[keep] for t, v in names.items()}, config["model"]["name"]),
-        "plots/reconstruction.png": reconstruction_figure(model, dataset, device, precision),
-    }
+    scores: dict[str, float | str] = {}
+    for split in split_names(cache):
+        split_scores, points, names, dataset = evaluate_split(model, cache, split, config, device,
+                                                              precision, lyrics)
+        scores |= split_scores
+    figures: dict[str, Figure] = {}
+    keep = np.random.default_rng(0).permutation(len(points))[: config["eval"]["projection_points"]]
+    if len(keep) >= 3 and points.shape[1] >= 2:  # PCA to 2-D needs 2 dimensions and a few points
+        figures[f"plots/latent_projection_{split}.png"] = plots.latent_projection(
+            points[keep], {t: v[keep] for t, v in names.items()}, f"{config['model']['name']} ({split})")
+    figures["plots/reconstruction.png"] = reconstruction_figure(model, dataset, device, precision)
     return scores, figures

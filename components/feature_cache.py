@@ -12,7 +12,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,17 +26,11 @@ from tqdm import tqdm
 from components.audio import FeatureSpec, SongRejected, song_windows
 from components.catalog import Catalog, CatalogError, Song
 from components.lyrics_text import read_lyrics
+from components.splits import SplitSpec, assign_splits
 
 # Bump when the code that fills a cache changes what it writes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: splits hold every class, test split by default
 MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    val_fraction: float
-    test_fraction: float
-    seed: int
 
 
 @dataclass
@@ -126,34 +119,6 @@ def _process(args: tuple[Song, FeatureSpec]) -> tuple[Song, np.ndarray | None, l
         return song, mels, starts, ""
     except SongRejected as err:
         return song, None, [], str(err)
-
-
-def assign_splits(songs: list[Song], split: SplitSpec) -> dict[str, str]:
-    """Song-level split, stratified by (language, genre): windows of a song never straddle splits.
-
-    Strata are shuffled and interleaved round-robin, so even one song per stratum spreads the
-    held-out songs over different labels. Songs with a split in metadata.csv keep it.
-    """
-    fixed = {s.song_id: s.split for s in songs if s.split}
-    free = [s for s in songs if not s.split]
-    rng = random.Random(split.seed)
-    strata: dict[tuple[str, str], list[str]] = {}
-    for song in sorted(free, key=lambda s: s.song_id):
-        strata.setdefault((song.language, song.genre), []).append(song.song_id)
-    groups = [strata[key] for key in sorted(strata)]
-    for group in groups:
-        rng.shuffle(group)
-    rng.shuffle(groups)
-    order = [group[i] for i in range(max(map(len, groups), default=0)) for group in groups
-             if i < len(group)]
-    n_val = round(len(order) * split.val_fraction)
-    n_test = round(len(order) * split.test_fraction)
-    if split.val_fraction > 0 and len(order) >= 2:
-        n_val = max(n_val, 1)  # tiny corpora still get a validation song
-    assigned = {song_id: "val" for song_id in order[:n_val]}
-    assigned |= {song_id: "test" for song_id in order[n_val : n_val + n_test]}
-    assigned |= {song_id: "train" for song_id in order[n_val + n_test :]}
-    return assigned | fixed
 
 
 def _norm_stats(windows: np.memmap, train_rows: np.ndarray, n_mels: int) -> tuple[np.ndarray, np.ndarray]:

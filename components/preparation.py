@@ -9,7 +9,8 @@ from components.audio import FeatureSpec
 from components.catalog import read_catalog
 from components.config import PROJECT_ROOT
 from components.demo_corpus import generate_demo_corpus
-from components.feature_cache import FeatureCache, SplitSpec, build_cache
+from components.feature_cache import FeatureCache, build_cache
+from components.splits import SplitSpec
 
 
 def _project_path(value: str) -> Path:
@@ -28,6 +29,7 @@ def prepare_features(config: dict[str, Any]) -> FeatureCache:
     """Read the cache for this input + feature config, building it when missing or invalid."""
     data = config["data"]
     catalog = read_catalog(resolve_source(data), data["languages"], data["genres"])
-    split = SplitSpec(data["val_fraction"], data["test_fraction"], data["split_seed"])
+    split = SplitSpec(data["val_fraction"], data["test_fraction"], data["split_seed"],
+                      config["eval"]["folds"], data["fold"])
     return build_cache(catalog, FeatureSpec(**config["features"]), split,
                        _project_path(data["cache_dir"]), workers=data["decode_workers"])

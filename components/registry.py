@@ -1,10 +1,12 @@
 """Every MLflow Model Registry call of the platform: register runs' models, move `champion`, look up.
 
 One registered model per architecture (the run's `model` tag). Each version carries as tags the
-run's task metrics (`genre/nmi`, `genre/ari`, `genre/silhouette`, `language/...`), `run_id`,
+run's headline scores on both splits (`val/genre/nmi` selects, `test/genre/nmi` with its chance
+level, p-value and interval reports; `.../language/...` alike), MFCC's test score, `run_id`,
 `study`, `task` and, for a CVAE, `label_conditioned`, so a champion can be judged later without
-its run. The alias `champion` names the version to serve (`models:/<name>@champion`);
-`previous_champion` the one it replaced, for rollback. Stages are deprecated in MLflow 3: not used.
+its run. Promotion compares val scores only: test songs never decide anything. The alias
+`champion` names the version to serve (`models:/<name>@champion`); `previous_champion` the one it
+replaced, for rollback. Stages are deprecated in MLflow 3: not used.
 
 Promotion reads, compares and moves aliases in separate calls, not in one transaction: run one
 promotion at a time per registered model.
@@ -21,16 +23,19 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from components.comparison import SCORES
-from components.dataset import TASKS
+from components.metric_names import HEADLINE, REPORT, SELECT, metric
 from components.tracking import connect, tracking_uri
 
+TASKS = ("genre", "language")
 PROMOTION_TASKS = (*TASKS, "both")
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
-# Every score of both labels, whichever task a version is promoted for: a later promotion for the
-# other task compares against these tags.
-METRIC_NAMES = tuple(f"{label}/{score}" for label in TASKS for score in SCORES)
+# Every headline score of both labels on both splits, whichever task a version is promoted for: a
+# later promotion for the other task compares against these tags.
+METRIC_NAMES = (tuple(metric(split, label, score) for split in (SELECT, REPORT) for label in TASKS
+                      for score in HEADLINE)
+                + tuple(metric(REPORT, label, score, "mfcc") for label in TASKS
+                        for score in ("nmi", "nmi_p_value")))
 
 
 class RegistryError(ValueError):
@@ -70,17 +75,23 @@ def task_labels(task: str) -> tuple[str, ...]:
 
 
 def task_metric(task: str, metrics: Mapping[str, float | str]) -> float | None:
-    """The value a task is judged on, from a run's metrics or a version's tags (strings).
+    """The value a task is judged on, from a run's metrics or a version's tags (strings): always
+    a validation score, never a test one.
 
-    genre -> `genre/nmi`, language -> `language/nmi`, both -> the mean of the two NMIs (one
+    genre -> `val/genre/nmi`, language -> `val/language/nmi`, both -> the mean of the two (one
     number that rewards a latent space clustering both labels; the targets ask NMI > 0.3 on each).
     NMI, not ARI or silhouette: it is the headline clustering score of every run and does not
     depend on the cluster sizes. None when a needed metric is missing.
     """
-    values = [metrics.get(f"{label}/nmi") for label in task_labels(task)]
+    values = [metrics.get(selection_metric(label)) for label in task_labels(task)]
     if any(v is None for v in values):
         return None
     return sum(float(v) for v in values) / len(values)
+
+
+def selection_metric(label: str) -> str:
+    """The run metric that selects for a label: its validation NMI under the declared protocol."""
+    return metric(SELECT, label, "nmi")
 
 
 def _check_task(task: str) -> None:
@@ -194,8 +205,11 @@ def promote(run_id: str, task: str, study: str | None = None) -> Promotion:
     name = run.data.tags["model"]
     source = _model_uri(client, run)
     value = task_metric(task, run.data.metrics)
-    if value is None:
-        missing = [f"{label}/nmi" for label in task_labels(task) if f"{label}/nmi" not in run.data.metrics]
+    conditioned = run.data.tags.get("label_conditioned")
+    # A CVAE's own label is scored only under <label>_conditioned: it is registered, never judged.
+    if value is None and conditioned not in task_labels(task):
+        missing = [selection_metric(label) for label in task_labels(task)
+                   if selection_metric(label) not in run.data.metrics]
         raise RegistryError(f"run {run_id} has no {', '.join(missing)} metric: its evaluation did not "
                             f"run, so it cannot be judged for task {task}; train it again")
 
@@ -224,16 +238,16 @@ def promote(run_id: str, task: str, study: str | None = None) -> Promotion:
     def result(promoted: bool, reason: str) -> Promotion:
         return Promotion(name, version, promoted, reason, incumbent, value)
 
-    conditioned = run.data.tags.get("label_conditioned")
     if conditioned and conditioned in task_labels(task):
         other = next(label for label in TASKS if label != conditioned)
         why = (f"its {conditioned} score" if task == conditioned
-               else f"the 'both' score averages in its {conditioned}/nmi, which")
+               else f"the 'both' score averages in its {conditioned} NMI, which")
         return result(False, f"{name} is conditioned on {conditioned} (run tag label_conditioned="
                              f"{conditioned}): {why} is not an unsupervised result, so it never becomes "
                              f"champion for task {task}. Registered as version {version}; promote it "
                              f"with --task {other} instead")
-    label = "mean(genre/nmi, language/nmi)" if task == "both" else f"{task}/nmi"
+    label = (f"mean({selection_metric('genre')}, {selection_metric('language')})" if task == "both"
+             else selection_metric(task))
     if incumbent is None:
         client.set_registered_model_alias(name, CHAMPION, str(version))
         return result(True, f"{label} {value:.4f}: first champion of {name}")

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
 from components.redaction import masked, masked_text
-from components.registry import PROMOTION_TASKS, task_labels
+from components.registry import PROMOTION_TASKS, selection_metric, task_labels
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ def is_journal(url: str) -> bool:
 
 
 def objective_metrics(task: str) -> list[str]:
-    """The run metrics a trial returns: NMI of the best clustering method on eval.split."""
+    """The run metrics a trial returns: validation NMI of the declared method and unit (the test
+    split is never read by a study)."""
     if task not in TASKS:
         raise ConfigError(f"tune.task={task!r} is not one of {', '.join(TASKS)}")
-    return [f"{label}/nmi" for label in task_labels(task)]
+    return [selection_metric(label) for label in task_labels(task)]
 
 
 def check_task(config: dict[str, Any]) -> None:

@@ -227,8 +227,14 @@ def log_dataset(cache: FeatureCache) -> None:
     _retried_on_duplicate_key(lambda: mlflow.log_input(dataset, context="training"))
     mlflow.log_artifact(str(cache.path / "manifest.json"), artifact_path="data")
     mlflow.log_artifact(str(cache.path / "skipped.csv"), artifact_path="data")
+    songs = cache.rows.groupby("song_id", sort=True)[["language", "genre", "split"]].first()
+    windows = cache.rows.groupby("song_id").size()
+    log_table(songs.assign(windows=windows).reset_index(), "data/songs_by_split.csv")
+    counts = songs.split.value_counts()
     mlflow.log_params({"data.cache_digest": cache.digest, "data.windows": cache.manifest["windows"],
-                       "data.songs": cache.manifest["songs"]})
+                       "data.songs": cache.manifest["songs"],
+                       **{f"data.{split}_songs": int(counts.get(split, 0))
+                          for split in ("train", "val", "test")}})
 
 
 def _retried_on_duplicate_key(write: Callable[[], Any], attempts: int = 3) -> None:

@@ -11,22 +11,22 @@ import argparse
 import pandas as pd
 
 from components import registry
-from components.comparison import SCORES, to_markdown
-from components.dataset import TASKS
+from components.comparison import TASKS, result_cells, to_markdown
 
 
 def champions_table(listed: list[registry.Champion]) -> pd.DataFrame:
+    """One row per registered model: its champion's test scores (chance level, interval) as
+    tagged on the version; the champion was chosen on val scores."""
     rows = []
     for champion in listed:
         row: dict[str, object] = {"model": champion.name, "champion": champion.version,
                                   "task": champion.task}
         for label in TASKS:
-            for score in SCORES:
-                value = champion.metrics.get(f"{label}/{score}")
-                row[f"{label} {score}"] = None if value is None else round(value, 3)
-        # A CVAE's score on its own label is not unsupervised: say which one, as compare does.
-        row |= {"label-conditioned": champion.label_conditioned, "run": champion.run_id,
-                "study": champion.study, "previous_champion": champion.previous_champion}
+            # A CVAE's score on its own label is not unsupervised: said so, as compare does.
+            row |= result_cells(champion.metrics, label,
+                                conditioned=champion.label_conditioned == label)
+        row |= {"run": champion.run_id, "study": champion.study,
+                "previous_champion": champion.previous_champion}
         rows.append(row)
     return pd.DataFrame(rows)
 

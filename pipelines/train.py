@@ -22,9 +22,8 @@ from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
 from components.dataset import TASKS, WindowDataset, loader_for
 from components.embedding_model import build_embedding_model
-from components.evaluation import evaluate, song_ids
+from components.evaluation import Protocol, evaluate, headline_lines, song_ids
 from components.lyrics import embed_lyrics
-from components.mfcc_baseline import baseline_scores
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
 from components.preparation import prepare_features
 from components.pretraining import pretrain_and_init_mixture
@@ -57,7 +56,7 @@ def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
-    scores: dict[str, float | str]  # '<task>/<metric>[_<method>]' on eval.split, as logged
+    scores: dict[str, float | str]  # '<split>/<task>/<metric>' etc. (components.evaluation), as logged
     model_uri: str
     state: TrainState
 
@@ -80,7 +79,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
         config = config_for_resume(config, directory)
     seed_everything(config["seed"])
     tracking.log_config(config, [experiment_file("defaults"), experiment_file(name)])
-    tracking.log_dataset(cache)
+    tracking.log_dataset(cache)  # with the song list of each split: what training could read
     if config["model"]["condition_on"]:
         # Its score on this label is not unsupervised: say so wherever the run is compared.
         tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
@@ -100,6 +99,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
 
     def epoch_scores(means: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
         means, labels, _ = to_unit(config["eval"]["unit"], means, labels, song_ids(cache, labels.pop("row")))
+        labels.pop(config["model"]["condition_on"], None)  # given to the model: no score to watch
         return nmi_per_task(means, labels, config["eval"]["epoch_method"], config["seed"])
 
     model = build_model(name, config)
@@ -121,7 +121,6 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
 
     trainer.load_best()
     scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
-    scores |= baseline_scores(cache, config["eval"]["split"], config["seed"], config["eval"]["unit"])
     tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
                                    "train/epochs_run": state.epoch + 1})
     for path, figure in figures.items():
@@ -131,9 +130,8 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     model_uri = tracking.log_model(served, example)
     tracking.set_tags({"model_uri": model_uri})  # what promotion registers
     tracking.log_peak_memory(trainer.device, state.epoch + 1)  # evaluation and model logging included
-    print(f"run {run_id} finished: model {model_uri}; "
-          + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()
-                      if k.count("/") == 1 and k.split("/")[1] in ("nmi", "ari", "silhouette")))
+    print("\n".join([f"run {run_id} finished: model {model_uri}",
+                     *headline_lines(scores, Protocol.from_config(config))]))
     return TrainResult(run_id, scores, model_uri, state)
 
 

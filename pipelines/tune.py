@@ -48,7 +48,7 @@ def pruning_reporter(trial: optuna.Trial, metric: str | None):
 def make_objective(model: str, base: list[str], config: dict[str, Any], study: optuna.Study):
     space = load_search_space(model)
     metrics = studies.objective_metrics(config["tune"]["task"])
-    pruned_on = f"val/{metrics[0].split('/')[0]}_nmi" if len(metrics) == 1 else None
+    pruned_on = f"val/{config['tune']['task']}_nmi" if len(metrics) == 1 else None
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("worker", studies.worker_id())  # first: a dead worker's trial is found by it
@@ -67,8 +67,8 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
                     shutil.rmtree(checkpoint_dir(trial_config, run_id), ignore_errors=True)
         missing = [m for m in metrics if not isinstance(result.scores.get(m), float)]
         if missing:
-            raise ConfigError(f"trial {trial.number} has no {missing} (a task with one class on "
-                              f"eval.split); use a data split where both tasks have 2+ classes")
+            raise ConfigError(f"trial {trial.number} has no {missing} (a task with one class in "
+                              f"the val split); use a data split where both tasks have 2+ classes")
         values = tuple(float(result.scores[m]) for m in metrics)
         return values[0] if len(values) == 1 else values
     return objective

@@ -18,6 +18,8 @@ TINY = [
     "features.min_tail_seconds=0.5", "features.n_fft=512", "features.hop_length=256",
     "model.latent_dim=8", "train.batch_size=8", "train.epochs=2", "train.kl_warmup_epochs=1",
     "tracking.system_metrics=false", "data.decode_workers=1",
+    # 12-song corpora: 4 songs each in train, val and test hold all 4 languages and 3 genres.
+    "data.val_fraction=0.3", "data.test_fraction=0.3",
 ]
 
 
