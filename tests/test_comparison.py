@@ -22,13 +22,17 @@ def test_compare_tables_the_latest_run_of_each_model(tmp_path, corpus, mlflow_st
         "comparison/comparison.md", "comparison/comparison.csv"}
     table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id,
                                                             artifact_path="comparison/comparison.csv"))
-    assert list(table.model) == ["conv_vae", "cvae_genre", "MFCC stats + KMeans", "report's targets"]
+    assert list(table.model) == ["conv_vae", "cvae_genre", "MFCC statistics", "report's targets"]
     conv = table.set_index("model").loc["conv_vae"]
     assert conv.run == ids["conv_vae"][:8]  # the newer of the two conv_vae runs
-    assert float(conv["genre nmi"]) == round(mlflow.get_run(ids["conv_vae"]).data.metrics["genre/nmi"], 3)
+    metrics = mlflow.get_run(ids["conv_vae"]).data.metrics
+    assert float(conv["genre NMI"]) == round(metrics["test/genre/nmi"], 3)
+    assert float(conv["genre p"]) == round(metrics["test/genre/nmi_p_value"], 3)
+    assert conv["genre verdict"] in ("chance", "beats chance")
     assert float(conv.parameters) > 0 and float(conv.epochs) == 1
-    assert "label-conditioned" in table.set_index("model").loc["cvae_genre", "genre method"]
-    assert "label-conditioned" not in table.set_index("model").loc["cvae_genre", "language method"]
+    cvae = table.set_index("model").loc["cvae_genre"]
+    assert cvae["genre NMI"] == "label-conditioned: not a result" and pd.isna(cvae["genre p"])
+    assert float(cvae["language NMI"]) >= 0
 
 
 def test_markdown_has_one_line_per_row():

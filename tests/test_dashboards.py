@@ -79,7 +79,7 @@ def trial_runs(mlflow_url: str, parent_run_id: str) -> dict[str, dict[str, Any]]
 def test_servers_show_study_trials_runs_and_metrics(dashboards: Dashboards):
     truth = optuna.load_study(study_name=STUDY, storage=studies.open_storage(dashboards.storage, 60, 0))
     study_id, study = servers.served_study(dashboards.optuna_url, STUDY)
-    assert study["objective_names"] == ["genre/nmi"] and study["directions"] == ["maximize"]
+    assert study["objective_names"] == ["val/genre/nmi"] and study["directions"] == ["maximize"]
     assert attrs(study["user_attrs"])["mlflow_parent_run_id"] == dashboards.parent_run_id
     trials = {t["number"]: t for t in study["trials"]}
     assert sorted(trials) == [0, 1] and {t["state"] for t in trials.values()} == {"Complete"}
@@ -98,7 +98,7 @@ def test_servers_show_study_trials_runs_and_metrics(dashboards: Dashboards):
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert run["info"]["run_name"] == f"trial_{number}" and run["info"]["status"] == "FINISHED"
         assert tags["optuna.trial_number"] == str(number) and tags["optuna.study_name"] == STUDY
-        assert metrics["genre/nmi"] == pytest.approx(trial["values"][0])  # both servers agree
+        assert metrics["val/genre/nmi"] == pytest.approx(trial["values"][0])  # both servers agree
         history = servers.http_json(f"{dashboards.mlflow_url}/api/2.0/mlflow/metrics/get-history"
                                     f"?run_id={run_id}&metric_key=val/genre_nmi")["metrics"]
         curve = {m["step"]: m["value"] for m in history}
@@ -125,7 +125,7 @@ def test_browser_renders_compare_runs_and_study_page(dashboards: Dashboards):
 
     # The served HTML of either SPA holds none of these: they appear only once the app fetched
     # and drew our data (a spinner or an error page fails here).
-    for text in ("trial_0", "trial_1", "genre/nmi", "train.lr", *run_ids):
+    for text in ("trial_0", "trial_1", "val/genre/nmi", "train.lr", *run_ids):
         assert text in compare_dom, f"{text!r} missing from the MLflow compare-runs page {compare}"
-    for text in (STUDY, "genre/nmi", "train.lr"):
+    for text in (STUDY, "val/genre/nmi", "train.lr"):
         assert text in study_dom, f"{text!r} missing from the optuna-dashboard study page {study_page}"

@@ -27,7 +27,7 @@ from components.clustering import kmeans
 from components.config import load_config
 from components.dataset import WindowDataset
 from components.embedding_model import EmbeddingModel, InputError, build_embedding_model
-from components.evaluation import clustering_scores, latent_means
+from components.evaluation import Protocol, latent_means, protocol_scores, song_ids
 from components.lyrics import embed_lyrics
 from components.models import adapt_to_data, build_model
 from components.preparation import prepare_features
@@ -38,7 +38,7 @@ from tests.conftest import tiny_overrides
 CPU = torch.device("cpu")
 FP32 = choose_precision(CPU, amp=False)
 # float32 everywhere, so served (CPU float32) and training numbers agree to rounding on any CPU.
-EXTRA = ["train.epochs=1", "train.amp=false", "eval.methods=[kmeans]"]
+EXTRA = ["train.epochs=1", "train.amp=false", "eval.other_methods=[]"]
 HIDDEN = {"basic_vae": "[16,8]", "vade": "[16,8]"}  # conv models: [8,16]
 
 
@@ -107,8 +107,10 @@ def test_served_embedding_is_the_training_models_latent_means(store, trained):
     assert out["embedding"].dtype == np.float32 and out["embedding"].shape == (len(val), 8)
     np.testing.assert_allclose(out["embedding"], expected, atol=1e-5)
     # The run's logged scores come back from the served embeddings.
-    rescored = clustering_scores(out["embedding"], labels, ["kmeans"], config["seed"])
-    for key in ("genre/nmi_kmeans", "language/silhouette_kmeans"):
+    songs = song_ids(cache, labels.pop("row"))
+    rescored = protocol_scores(out["embedding"], labels, songs, Protocol.from_config(config), "val",
+                               seed=config["seed"])
+    for key in ("val/genre/nmi", "val/genre/nmi_p_value", "val/genre/window/silhouette_labels"):
         assert rescored[key] == pytest.approx(run.data.metrics[key], abs=1e-4)
 
     train_set = WindowDataset(cache, "train")

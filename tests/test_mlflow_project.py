@@ -28,7 +28,7 @@ def test_mlflow_run_trains_and_accepts_undeclared_overrides(tmp_path, corpus, ml
     assert run.info.status == "FINISHED"
     assert run.data.params["model"] == "basic_vae" and run.data.params["train.lr"] == "1e-3"
     assert run.data.params["model.hidden_dims"] == "[16, 8]"
-    assert "genre/nmi" in run.data.metrics and "language/silhouette" in run.data.metrics
+    assert "test/genre/nmi" in run.data.metrics and "test/language/nmi_p_value" in run.data.metrics
 
 
 def test_mlflow_run_rejects_an_unknown_model(tmp_path, mlflow_store):

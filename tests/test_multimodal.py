@@ -114,4 +114,4 @@ def test_multimodal_run_end_to_end(tmp_path, corpus, mlflow_store):
                                 "--overrides", " ".join(overrides)]))
     assert run.info.status == "FINISHED"
     assert run.data.params["model.lyrics_dim"] == "16" and run.data.params["lyrics.encoder"] == "tfidf_svd"
-    assert "genre/nmi" in run.data.metrics and "train/recon_lyrics" in run.data.metrics
+    assert "test/genre/nmi" in run.data.metrics and "train/recon_lyrics" in run.data.metrics

@@ -23,12 +23,20 @@ from tests.conftest import tiny_overrides
 
 def training_run(model: str = "conv_vae", genre: float = 0.4, language: float = 0.2,
                  tags: dict[str, str] | None = None, with_model: bool = True) -> str:
-    """A finished run shaped like pipelines.train's: the six headline scores, the `model` tag and a
-    real logged pytorch model whose bias holds `genre`, so a loaded champion shows which run it is."""
+    """A finished run shaped like pipelines.train's: headline scores on val (genre, language) and on
+    test (their opposites, 1 - value: a promotion that read test scores would rank runs backwards),
+    the `model` tag and a real logged pytorch model whose bias holds `genre`, so a loaded champion
+    shows which run it is. A conditioned label is scored under <label>_conditioned, as train does."""
+    conditioned = (tags or {}).get("label_conditioned")
+    metrics = {}
+    for label, value in (("genre", genre), ("language", language)):
+        name = f"{label}_conditioned" if label == conditioned else label
+        for split, score in (("val", value), ("test", 1 - value)):
+            metrics |= {f"{split}/{name}/nmi": score, f"{split}/{name}/ari": score / 2,
+                        f"{split}/{name}/silhouette_labels": 0.3, f"{split}/{name}/nmi_p_value": 0.01,
+                        f"{split}/{name}/gmm/nmi": score}
     with mlflow.start_run() as run:
-        mlflow.log_metrics({"genre/nmi": genre, "genre/ari": genre / 2, "genre/silhouette": 0.3,
-                            "language/nmi": language, "language/ari": language / 2,
-                            "language/silhouette": 0.25, "genre/nmi_kmeans": genre})
+        mlflow.log_metrics(metrics)
         mlflow.set_tags({"model": model, **(tags or {})})
         if with_model:
             layer = torch.nn.Linear(2, 2)
@@ -48,12 +56,13 @@ def champion_bias(name: str) -> float:
 
 
 def test_task_metric_is_the_nmi_of_the_task_and_their_mean_for_both():
-    metrics = {"genre/nmi": 0.5, "language/nmi": 0.2, "genre/ari": 0.9}
+    metrics = {"val/genre/nmi": 0.5, "val/language/nmi": 0.2, "val/genre/ari": 0.9,
+               "test/genre/nmi": 0.1, "test/language/nmi": 0.9}  # test scores never judge
     assert task_metric("genre", metrics) == 0.5
     assert task_metric("language", metrics) == 0.2
     assert task_metric("both", metrics) == pytest.approx(0.35)
-    assert task_metric("both", {"genre/nmi": "0.5", "language/nmi": "0.3"}) == pytest.approx(0.4)  # tags
-    assert task_metric("language", {"genre/nmi": 0.5}) is None
+    assert task_metric("both", {"val/genre/nmi": "0.5", "val/language/nmi": "0.3"}) == pytest.approx(0.4)
+    assert task_metric("language", {"val/genre/nmi": 0.5, "test/language/nmi": 0.5}) is None
     with pytest.raises(RegistryError, match="unknown task 'mood'"):
         task_metric("mood", metrics)
 
@@ -106,7 +115,7 @@ def test_a_cvae_never_wins_its_own_label_but_can_win_the_other(mlflow_store):
     assert version.tags["label_conditioned"] == "genre"  # registered, with the reason on record
 
     both = promote(cvae, "both")
-    assert not both.promoted and "averages in its genre/nmi" in both.reason
+    assert not both.promoted and "averages in its genre NMI" in both.reason
     assert aliases("cvae_genre") == {}
 
     language = promote(cvae, "language")
@@ -135,7 +144,7 @@ def test_an_incumbents_label_conditioned_score_does_not_defend_its_title(mlflow_
     # genre; on task language its perfect score is not unsupervised, so any real score beats it.
     promote(training_run(genre=0.6, language=1.0, tags={"label_conditioned": "language"}), "genre")
     switched = promote(training_run(genre=0.3, language=0.1), "language")
-    assert switched.promoted and "version 1, which has no language/nmi that counts" in switched.reason
+    assert switched.promoted and "version 1, which has no val/language/nmi that counts" in switched.reason
     assert aliases("conv_vae") == {"champion": 2, "previous_champion": 1}
 
 
@@ -156,9 +165,10 @@ def test_version_tags_carry_the_metrics_run_and_the_runs_study(mlflow_store):
                                            "optuna.trial_number": "7"})
     promoted = promote(run_id, "language")
     tags = MlflowClient().get_model_version("conv_vae", str(promoted.version)).tags
-    assert tags["genre/nmi"] == "0.4" and tags["language/ari"] == "0.1"
-    assert {"genre/silhouette", "language/silhouette", "language/nmi", "genre/ari"} <= set(tags)
-    assert "genre/nmi_kmeans" not in tags  # per-method variants stay on the run
+    assert tags["val/genre/nmi"] == "0.4" and tags["val/language/ari"] == "0.1"
+    assert tags["test/genre/nmi"] == "0.6" and tags["test/genre/nmi_p_value"] == "0.01"
+    assert {"test/genre/silhouette_labels", "test/language/nmi", "val/genre/ari"} <= set(tags)
+    assert "test/genre/gmm/nmi" not in tags  # other methods stay on the run
     assert (tags["run_id"], tags["task"], tags["study"], tags["trial_number"]) == (
         run_id, "language", "conv_vae-tpe", "7")
 
@@ -185,16 +195,17 @@ def test_champions_command_lists_each_model_with_its_champion(mlflow_store, caps
     champions_cli.main([])
     lines = capsys.readouterr().out.splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header[:4] == ["model", "champion", "task", "genre nmi"]
-    assert {"language silhouette", "run", "study", "previous_champion"} <= set(header)
+    assert header[:4] == ["model", "champion", "task", "genre NMI"]
+    assert {"genre p", "language silhouette (labels)", "run", "study", "previous_champion"} <= set(header)
     rows = {row.split("|")[1].strip(): [c.strip() for c in row.strip("|").split("|")] for row in lines[2:]}
     conv = dict(zip(header, rows["conv_vae"]))
-    assert (conv["champion"], conv["task"], conv["genre nmi"], conv["genre ari"]) == (
+    # Chosen on val (0.5 beats 0.4321), shown with its test scores (1 - val in training_run).
+    assert (conv["champion"], conv["task"], conv["genre NMI"], conv["genre ARI"]) == (
         "2", "genre", "0.5", "0.25")
-    assert (conv["language nmi"], conv["previous_champion"]) == ("0.2", "1")
-    assert mlflow.get_run(conv["run"]).data.metrics["genre/nmi"] == 0.5
+    assert (conv["language NMI"], conv["genre p"], conv["previous_champion"]) == ("0.8", "0.01", "1")
+    assert mlflow.get_run(conv["run"]).data.metrics["val/genre/nmi"] == 0.5
     cvae = dict(zip(header, rows["cvae_genre"]))
-    assert cvae["champion"] == "" and cvae["genre nmi"] == ""  # registered, never champion
+    assert cvae["champion"] == "" and cvae["genre NMI"] == ""  # registered, never champion
 
 
 def test_champions_command_on_an_empty_registry(mlflow_store, capsys):
@@ -220,7 +231,7 @@ def test_promote_cli_prints_the_outcome(mlflow_store, capsys):
     run_id = training_run(genre=0.4)
     outcome = promote_cli.main(["--run-id", run_id, "--task", "genre", "--study", "none"])
     assert outcome.promoted
-    assert "conv_vae version 1: champion. genre/nmi 0.4000: first champion" in capsys.readouterr().out
+    assert "conv_vae version 1: champion. val/genre/nmi 0.4000: first champion" in capsys.readouterr().out
     assert "study" not in MlflowClient().get_model_version("conv_vae", "1").tags  # "none" = no study
 
 
@@ -232,10 +243,11 @@ def test_a_real_training_run_is_promoted_and_served(tmp_path, corpus, mlflow_sto
     outcome = promote(run_id, "both")
     assert (outcome.name, outcome.version, outcome.promoted) == ("conv_vae", 1, True)
     metrics = mlflow.get_run(run_id).data.metrics
-    assert outcome.value == pytest.approx((metrics["genre/nmi"] + metrics["language/nmi"]) / 2)
+    assert outcome.value == pytest.approx((metrics["val/genre/nmi"] + metrics["val/language/nmi"]) / 2)
     served = mlflow.pyfunc.load_model("models:/conv_vae@champion")
     # The alias resolves to this run's logged model (served as train logs it; its API is tested there).
     assert f"models:/{served.metadata.model_id}" == mlflow.get_run(run_id).data.tags["model_uri"]
     assert served.metadata.get_output_schema().inputs[0].shape == (-1, 8)  # latent_dim of the run
     (listed,) = registry.champions()
-    assert listed.run_id == run_id and listed.metrics["genre/nmi"] == pytest.approx(metrics["genre/nmi"])
+    assert listed.run_id == run_id
+    assert listed.metrics["test/genre/nmi"] == pytest.approx(metrics["test/genre/nmi"])

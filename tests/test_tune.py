@@ -39,7 +39,7 @@ def test_study_links_trials_and_nested_runs_and_resumes(tmp_path, corpus, mlflow
 
     study = load_study(tmp_path, "basic_vae-genre")
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(trials) == 2 and study.metric_names == ["genre/nmi"]
+    assert len(trials) == 2 and study.metric_names == ["val/genre/nmi"]
     assert study.user_attrs["mlflow_parent_run_id"] == parent_id
     runs = runs_by_name()
     for trial in trials:
@@ -48,7 +48,7 @@ def test_study_links_trials_and_nested_runs_and_resumes(tmp_path, corpus, mlflow
         assert run.data.tags["optuna.study_name"] == "basic_vae-genre"  # run -> trial
         assert run.data.tags["optuna.trial_number"] == str(trial.number)
         assert run.data.tags["mlflow.parentRunId"] == parent_id
-        assert run.data.metrics["genre/nmi"] == pytest.approx(trial.value)
+        assert run.data.metrics["val/genre/nmi"] == pytest.approx(trial.value)
         assert run.data.params["train.lr"] == str(trial.params["train.lr"])  # suggested value was used
         # Intermediate values reported to the pruner are the run's per-epoch val NMI.
         curve = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val/genre_nmi")
@@ -56,7 +56,7 @@ def test_study_links_trials_and_nested_runs_and_resumes(tmp_path, corpus, mlflow
         assert not (tmp_path / "checkpoints" / run.info.run_id).exists()  # cleaned after the trial
     parent = runs["tune-basic_vae-genre"]
     best = max(trials, key=lambda t: t.value)
-    assert parent.data.metrics["best/genre_nmi"] == pytest.approx(best.value)
+    assert parent.data.metrics["best/val_genre_nmi"] == pytest.approx(best.value)
     assert parent.data.tags["best_trial.run_id"] == best.user_attrs["mlflow_run_id"]
     assert parent.data.metrics["trials/complete"] == 2
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "optuna")}
@@ -64,7 +64,7 @@ def test_study_links_trials_and_nested_runs_and_resumes(tmp_path, corpus, mlflow
     # The best trial's model was registered and, as the first version, became the champion.
     (champion,) = [c for c in registry.champions() if c.name == "basic_vae"]
     assert champion.run_id == best.user_attrs["mlflow_run_id"] and champion.study == "basic_vae-genre"
-    assert champion.metrics["genre/nmi"] == pytest.approx(best.value)
+    assert champion.metrics["val/genre/nmi"] == pytest.approx(best.value)
 
     # Rerunning the same study resumes it: one more trial to reach 3, under a worker run that
     # nests beneath the study's run.
@@ -106,10 +106,10 @@ def test_both_tasks_is_a_two_objective_study_with_a_pareto_front(tmp_path, corpu
     parent_id = tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.task=both", "tune.n_trials=2",
                                     "train.epochs=1"))
     study = load_study(tmp_path, "basic_vae-both")
-    assert study.metric_names == ["genre/nmi", "language/nmi"] and len(study.directions) == 2
+    assert study.metric_names == ["val/genre/nmi", "val/language/nmi"] and len(study.directions) == 2
     assert all(len(t.values) == 2 and not t.intermediate_values for t in study.trials)
     parent = mlflow.get_run(parent_id)
-    assert {"best/genre_nmi", "best/language_nmi"} <= set(parent.data.metrics)
+    assert {"best/val_genre_nmi", "best/val_language_nmi"} <= set(parent.data.metrics)
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "optuna")}
     assert "optuna/pareto_front.png" in plots
 
@@ -214,3 +214,54 @@ def test_a_password_that_mlflow_run_logged_is_reported(mlflow_store, capsys):
     err = capsys.readouterr().err
     assert err.count("warning:") == 1
     assert "password in param(s) storage of run" in err and "PGPASSWORD" in err and "hunter2" not in err
+
+
+def test_no_test_song_reaches_training_pruning_the_objective_or_promotion(tmp_path, corpus, mlflow_store,
+                                                                         monkeypatch):
+    """Every window read from the cache is recorded with the phase it was read in: the windows of
+    test songs are read only by the final evaluation of a trained model, after its fit, its
+    pruning reports and its val scores (the objective) are done."""
+    from components.feature_cache import FeatureCache
+    from pipelines import train as train_pipeline
+
+    reporting = []
+    reads: list[tuple[bool, set[int]]] = []
+    original_read, original_evaluate = FeatureCache.read, train_pipeline.evaluate
+
+    def read(self, rows):
+        reads.append((bool(reporting), {int(r) for r in rows}))
+        return original_read(self, rows)
+
+    def evaluate(*args, **kwargs):
+        reporting.append(True)
+        try:
+            return original_evaluate(*args, **kwargs)
+        finally:
+            reporting.pop()
+
+    monkeypatch.setattr(FeatureCache, "read", read)
+    monkeypatch.setattr(train_pipeline, "evaluate", evaluate)
+    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.sampler=random",
+                        "tune.pruner=median"))
+    cache_rows = next(iter(_caches(tmp_path))).rows
+    test_rows = set(cache_rows.row[cache_rows.split == "test"])
+    assert test_rows and len(set(cache_rows.song_id[cache_rows.split == "test"])) == 4
+    read_before_report = set().union(*(rows for during, rows in reads if not during))
+    assert not read_before_report & test_rows
+    assert test_rows <= set().union(*(rows for during, rows in reads if during))  # scored, once trained
+    # The objective and promotion read val scores; the test scores were there and were ignored.
+    study = load_study(tmp_path, "basic_vae-genre")
+    for trial in study.trials:
+        metrics = mlflow.get_run(trial.user_attrs["mlflow_run_id"]).data.metrics
+        assert trial.value == metrics["val/genre/nmi"] and "test/genre/nmi" in metrics
+    (champion,) = [c for c in registry.champions() if c.name == "basic_vae"]
+    assert champion.metrics["val/genre/nmi"] == max(t.value for t in study.trials)
+
+
+def _caches(tmp_path: Path):
+    from components.feature_cache import open_cache
+
+    for path in (tmp_path / "cache").iterdir():
+        cache = open_cache(path)
+        if cache is not None:
+            yield cache
