@@ -156,6 +156,19 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
     return config
 
 
+def with_overrides(config: dict[str, Any], overrides: list[str], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A resolved config (e.g. a logged run's) with key=value overrides, checked like load_config's;
+    only keys under the `allowed` prefixes may change (a model's feature and model settings stay)."""
+    changes = parse_overrides(overrides)
+    refused = [key for key in flatten(changes) if not key.startswith(allowed)]
+    if refused:
+        raise ConfigError(f"override {', '.join(refused)}: only {', '.join(allowed)} settings can "
+                          f"change here; the rest are the model's own")
+    config = _merge(config, changes, "override")
+    check_protocol(config)
+    return config
+
+
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")

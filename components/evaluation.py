@@ -36,6 +36,8 @@ from components.training import Precision, autocast, embed_loader, to_device
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before the first step
     from matplotlib.figure import Figure
 
+    from components.embedding_model import EmbeddingModel
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -230,3 +232,43 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
             points[keep], {t: v[keep] for t, v in names.items()}, f"{config['model']['name']} ({split})")
     figures["plots/reconstruction.png"] = reconstruction_figure(model, dataset, device, precision)
     return scores, figures
+
+
+def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, protocol: Protocol,
+                  seed: int, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
+                  ) -> dict[str, float | str]:
+    """A logged model's scores on one split of a cache, through its served predict (its own
+    normalisation statistics, vocabulary and label inputs), under the protocol; MFCC beside it."""
+    from components.embedding_model import CHUNK, InputError
+    from components.mfcc_baseline import mfcc_statistics
+
+    rows = cache.rows[cache.rows.split == split].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"the corpus has no {split} songs to score")
+    songs = rows.song_id.to_numpy()
+    labels = {task: rows[task].map({v: i for i, v in enumerate(cache.vocab[task])}).to_numpy(np.int64)
+              for task in TASKS}
+    embeddings, own = [], []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows.iloc[start:start + CHUNK]
+        request = {"mel": cache.read(chunk.row.to_numpy()).astype(np.float32)[:, None]}
+        if served.condition_on:
+            names = served.vocab[served.condition_on]
+            unknown = sorted(set(chunk[served.condition_on]) - set(names))
+            if unknown:
+                raise InputError(f"{served.name} is conditioned on {served.condition_on} and knows "
+                                 f"{names}; this corpus has {unknown}: it cannot be scored by this model")
+            request["label"] = chunk[served.condition_on].map(names.index).to_numpy(np.int64)
+        if served.lyrics_dim and lyrics is not None:
+            vectors, dim = lyrics
+            request["lyrics"] = np.stack([vectors.get(s, np.zeros(dim, np.float32))
+                                          for s in chunk.song_id]).astype(np.float32)
+        out = served.predict(None, request)
+        embeddings.append(out["embedding"])
+        if "cluster_model" in out:
+            own.append(out["cluster_model"])
+    embeddings_all = np.concatenate(embeddings)
+    scores = protocol_scores(embeddings_all, labels, songs, protocol, split,
+                             np.concatenate(own) if own else None, seed=seed)
+    features = mfcc_statistics(cache, rows.row.to_numpy())
+    return scores | protocol_scores(features, labels, songs, protocol, split, variant="mfcc", seed=seed)

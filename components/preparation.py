@@ -25,11 +25,12 @@ def resolve_source(data: dict[str, Any]) -> Path:
     return Path(data["source"]).expanduser().resolve()
 
 
-def prepare_features(config: dict[str, Any]) -> FeatureCache:
-    """Read the cache for this input + feature config, building it when missing or invalid."""
+def prepare_features(config: dict[str, Any], all_test: bool = False) -> FeatureCache:
+    """Read the cache for this input + feature config, building it when missing or invalid.
+    all_test: every song is a test song (a corpus a model never saw, scored by pipelines.evaluate)."""
     data = config["data"]
     catalog = read_catalog(resolve_source(data), data["languages"], data["genres"])
     split = SplitSpec(data["val_fraction"], data["test_fraction"], data["split_seed"],
-                      config["eval"]["folds"], data["fold"])
+                      config["eval"]["folds"], data["fold"], all_test)
     return build_cache(catalog, FeatureSpec(**config["features"]), split,
                        _project_path(data["cache_dir"]), workers=data["decode_workers"])

@@ -309,3 +309,29 @@ def champions() -> list[Champion]:
             label_conditioned=tags.get("label_conditioned", ""),
             previous_champion=aliases.get(PREVIOUS_CHAMPION)))
     return listed
+
+
+def version_of(model_uri: str) -> tuple[str, int] | None:
+    """(name, version) of a registry URI, models:/<name>@<alias> or models:/<name>/<version>;
+    None for a logged model (models:/m-<id>) or any other URI."""
+    if not model_uri.startswith("models:/") or model_uri.startswith("models:/m-"):
+        return None
+    path = model_uri.removeprefix("models:/")
+    client = _client()
+    try:
+        if "@" in path:
+            name, alias = path.split("@", 1)
+            return name, int(client.get_model_version_by_alias(name, alias).version)
+        name, _, version = path.partition("/")
+        return name, int(client.get_model_version(name, version).version)
+    except MlflowException as err:
+        raise RegistryError(f"{model_uri}: no such registered model version ({err.message}); see "
+                            f"python -m pipelines.champions for what is registered") from err
+
+
+def tag_version(name: str, version: int, tags: Mapping[str, float | str]) -> None:
+    """Write scores (repr of the float, as promotion does) and notes onto a model version."""
+    client = _client()
+    for key, value in tags.items():
+        text = value if isinstance(value, str) else _number(str(value))
+        client.set_model_version_tag(name, str(version), key, text)

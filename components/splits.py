@@ -24,13 +24,15 @@ ATTEMPTS = 200  # reshuffles tried before a corpus is declared too small for cov
 @dataclass(frozen=True)
 class SplitSpec:
     """data.val_fraction / test_fraction (shares of songs), data.split_seed, and for
-    cross-validation eval.folds with data.fold, the fold that is the test split."""
+    cross-validation eval.folds with data.fold, the fold that is the test split. all_test: every
+    song is a test song (a corpus scored by a model that never saw it: pipelines.evaluate)."""
 
     val_fraction: float
     test_fraction: float
     seed: int
     folds: int = 1
     fold: int = 0
+    all_test: bool = False
 
 
 def _stratified_order(songs: Sequence[Song], rng: random.Random) -> list[Song]:
@@ -156,6 +158,8 @@ def assign_splits(songs: Sequence[Song], spec: SplitSpec) -> dict[str, str]:
     """{song_id: 'train' | 'val' | 'test'}: song-level, stratified, every class in every split.
     Songs with a split in metadata.csv keep it (then the coverage of the result is checked all
     the same). Deterministic for a given spec.seed."""
+    if spec.all_test:
+        return {s.song_id: "test" for s in songs}
     if spec.folds > 1 and any(s.split for s in songs):
         raise CatalogError("eval.folds > 1 draws its own song-disjoint folds, but metadata.csv has "
                            "a split column; remove it or set eval.folds: 1")

@@ -220,11 +220,17 @@ def log_environment(device: torch.device, precision_label: str, precision_reason
     mlflow.set_tags(tags)
 
 
-def log_dataset(cache: FeatureCache) -> None:
-    """The feature cache as an MLflow dataset input, with our own digest of all its inputs."""
-    dataset = MetaDataset(source=LocalArtifactDatasetSource(str(cache.path)),
-                          name=f"features-{cache.digest[:8]}", digest=cache.digest)
-    _retried_on_duplicate_key(lambda: mlflow.log_input(dataset, context="training"))
+def cache_dataset(cache: FeatureCache) -> MetaDataset:
+    """The feature cache as an MLflow dataset, with our own digest of all its inputs."""
+    return MetaDataset(source=LocalArtifactDatasetSource(str(cache.path)),
+                       name=f"features-{cache.digest[:8]}", digest=cache.digest)
+
+
+def log_dataset(cache: FeatureCache, context: str = "training") -> None:
+    """The feature cache as the run's dataset input, its manifest, skipped songs and the song list
+    of each split (what training could read)."""
+    dataset = cache_dataset(cache)
+    _retried_on_duplicate_key(lambda: mlflow.log_input(dataset, context=context))
     mlflow.log_artifact(str(cache.path / "manifest.json"), artifact_path="data")
     mlflow.log_artifact(str(cache.path / "skipped.csv"), artifact_path="data")
     songs = cache.rows.groupby("song_id", sort=True)[["language", "genre", "split"]].first()
@@ -366,6 +372,43 @@ def latest_training_runs(experiment: str | None = None) -> list[RunSummary]:
             params=run.data.params, minutes=((run.info.end_time or 0) - run.info.start_time) / 60000,
             peak_memory_mb=memory, start_time=run.info.start_time))
     return summaries
+
+
+def load_served_model(model_uri: str) -> tuple[EmbeddingModel, str, str | None]:
+    """A logged or registered model as this platform's EmbeddingModel, the id of the run that
+    trained it and its logged-model id."""
+    uri = connect()
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as err:
+        raise TrackingError(f"cannot load {model_uri} from {masked(uri)} ({first_line(err)}); see "
+                            f"python -m pipelines.champions or the MLflow UI for model URIs") from err
+    served = loaded.unwrap_python_model()
+    if not isinstance(served, EmbeddingModel) or not loaded.metadata.run_id:
+        raise TrackingError(f"{model_uri} is not a model logged by pipelines.train")
+    return served, loaded.metadata.run_id, loaded.metadata.model_id
+
+
+def training_run(run_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The resolved config a training run logged (config/resolved.yaml) and its params."""
+    uri = connect()
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config/resolved.yaml",
+                                               tracking_uri=uri)
+    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return config, mlflow.MlflowClient(uri).get_run(run_id).data.params
+
+
+def log_evaluation(scores: dict[str, float | str], model_id: str | None, cache: FeatureCache) -> None:
+    """An evaluation run's scores, linked to the logged model it scored and the dataset it read
+    (they show on the model's page in the MLflow UI), the model as the run's input."""
+    from mlflow.entities import LoggedModelInput
+
+    if model_id:
+        mlflow.log_input(model=LoggedModelInput(model_id))
+    numeric = {k: float(v) for k, v in scores.items() if not isinstance(v, str)}
+    mlflow.log_metrics(numeric, model_id=model_id, dataset=cache_dataset(cache), synchronous=True)
+    mlflow.set_tags({k: v for k, v in scores.items() if isinstance(v, str)})
 
 
 def log_text(text: str, path: str) -> None:

@@ -49,7 +49,7 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
     assert {"device", "config_hash", "precision"} <= set(run.data.tags)
     assert not any(name.startswith(("genre/", "language/", "baseline/")) for name in run.data.metrics)
-    assert (params["data.train_songs"], params["data.val_songs"], params["data.test_songs"]) == ("4", "4", "4")
+    assert [params[f"data.{split}_songs"] for split in ("train", "val", "test")] == ["4", "4", "4"]
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == params["data.cache_digest"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
