@@ -1,9 +1,13 @@
 """The feature cache: decode a catalog in parallel into a float16 log-mel memory map, once.
 
 One folder per (input digest, feature config): windows.f16 (raw [N, n_mels, frames]),
-windows.csv (one row per window), norm.npz (train-split statistics per mel bin),
-skipped.csv (songs left out and why) and manifest.json, written last: a folder without a
-manifest, or whose files disagree with it, is never trusted.
+windows.csv (one row per window), skipped.csv (songs left out and why) and manifest.json, written
+last: a folder without a manifest, or whose files disagree with it, is never trusted.
+
+A song split is not part of the decoded audio: each split setting (fractions, seed, fold) gets
+splits/<key>/ with split.csv (song -> train / val / test) and norm.npz (per-mel-bin statistics of
+its train windows), computed once and written atomically. Cross-validation folds and other split
+seeds reuse one decode.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,7 @@ from components.lyrics_text import read_lyrics
 from components.splits import SplitSpec, assign_splits
 
 # Bump when the code that fills a cache changes what it writes.
-CACHE_FORMAT = 3  # 3: splits hold every class, test split by default
+CACHE_FORMAT = 4  # 4: splits in splits/<key>/, every class in every split, a test split by default
 MANIFEST = "manifest.json"
 
 
@@ -39,14 +43,21 @@ class FeatureCache:
 
     path: Path
     manifest: dict[str, Any]
-    rows: pd.DataFrame  # row, song_id, window, start_seconds, language, genre, split
+    rows: pd.DataFrame  # row, song_id, window, start_seconds, language, genre[, split]
     windows: np.memmap  # [N, n_mels, frames] float16, un-normalised dB
-    mel_mean: np.ndarray  # [n_mels] from train windows only
-    mel_std: np.ndarray
+    mel_mean: np.ndarray | None = None  # [n_mels] from the split's train windows only
+    mel_std: np.ndarray | None = None
+    split_key: str = ""  # "" until a split is applied (with_split)
 
     @property
     def digest(self) -> str:
+        """The decoded audio's identity: inputs and feature settings."""
         return self.manifest["digest"]
+
+    @property
+    def dataset_digest(self) -> str:
+        """The identity of what training reads: the audio and its split."""
+        return f"{self.digest}-{self.split_key}" if self.split_key else self.digest
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Windows [len(rows), n_mels, frames] float16, in the order of rows.
@@ -99,10 +110,11 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def input_digest(catalog: Catalog, spec: FeatureSpec, split: SplitSpec) -> str:
-    """Everything that determines the cache content: audio bytes, labels, lyrics, settings, format."""
+def input_digest(catalog: Catalog, spec: FeatureSpec) -> str:
+    """Everything that determines the cache content: audio bytes, labels, lyrics (and a split
+    column), feature settings, format."""
     digest = hashlib.sha256()
-    header = {"format": CACHE_FORMAT, "features": asdict(spec), "split": asdict(split)}
+    header = {"format": CACHE_FORMAT, "features": asdict(spec)}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for song in sorted(catalog.songs, key=lambda s: s.song_id):
         lyrics = _file_digest(song.lyrics_path) if song.lyrics_path else ""
@@ -167,18 +179,63 @@ def _decode_all(catalog: Catalog, spec: FeatureSpec, workers: int, raw_path: Pat
     return rows, skipped
 
 
+def split_key(split: SplitSpec) -> str:
+    return hashlib.sha256(json.dumps(asdict(split), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def with_split(cache: FeatureCache, catalog: Catalog, split: SplitSpec) -> FeatureCache:
+    """The cache with a song split applied: rows gain their split, normalisation comes from the
+    split's train windows. Computed once per split setting, in splits/<key>/."""
+    key = split_key(split)
+    folder = cache.path / "splits" / key
+    if not (folder / "norm.npz").exists():
+        decoded = set(cache.rows.song_id)
+        assigned = assign_splits([s for s in catalog.songs if s.song_id in decoded], split)
+        splits = cache.rows.song_id.map(assigned)
+        train_rows = cache.rows.row[splits == "train"].to_numpy()
+        if split.all_test:  # no train songs; a model scoring this corpus brings its own statistics
+            train_rows = cache.rows.row.to_numpy()
+        if len(train_rows) == 0:
+            raise CatalogError("no song landed in the train split; lower data.val_fraction")
+        mean, std = _norm_stats(cache.windows, train_rows, cache.windows.shape[1])
+        building = folder.with_name(f".{key}-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        try:
+            pd.DataFrame({"song_id": sorted(assigned), "split": [assigned[s] for s in sorted(assigned)]}
+                         ).to_csv(building / "split.csv", index=False)
+            (building / "split.json").write_text(json.dumps(asdict(split), indent=2))
+            np.savez(building / "norm.npz", mean=mean, std=std)  # last: marks the folder complete
+            try:
+                os.replace(building, folder)
+            except OSError:  # a parallel worker put the same split (same inputs) in place first
+                if not (folder / "norm.npz").exists():
+                    raise
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    assigned = pd.read_csv(folder / "split.csv", dtype=str, keep_default_na=False)
+    rows = cache.rows.assign(split=cache.rows.song_id.map(dict(zip(assigned.song_id, assigned.split))))
+    norm = np.load(folder / "norm.npz")
+    return replace(cache, rows=rows, mel_mean=norm["mean"], mel_std=norm["std"], split_key=key)
+
+
 def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_root: Path,
                 workers: int = 0) -> FeatureCache:
-    """Return the cache for (catalog, spec, split), building it if no valid one exists."""
-    digest = input_digest(catalog, spec, split)
-    final = Path(cache_root) / digest
+    """Return the cache for (catalog, spec) with the split applied, decoding the audio only if
+    no valid cache of it exists."""
+    return with_split(_decoded(catalog, spec, Path(cache_root), workers), catalog, split)
+
+
+def _decoded(catalog: Catalog, spec: FeatureSpec, cache_root: Path, workers: int) -> FeatureCache:
+    digest = input_digest(catalog, spec)
+    final = cache_root / digest
     cache = open_cache(final)
     if cache is not None:
         return cache
     if final.exists():
         shutil.rmtree(final)  # stale or truncated: rebuilt below, never trusted
     workers = workers or os.cpu_count() or 1
-    building = Path(cache_root) / f".building-{digest}-{os.getpid()}"
+    building = cache_root / f".building-{digest}-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     started = time.perf_counter()
@@ -188,21 +245,9 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
             reasons = "\n  ".join(f"{sid}: {why}" for sid, why in skipped)
             raise CatalogError(f"no song produced a window:\n  {reasons}")
         table = pd.DataFrame(rows)
+        table.insert(0, "row", np.arange(len(table)))
         produced = set(table.song_id)
         decoded = [s for s in catalog.songs if s.song_id in produced]
-        splits = assign_splits(decoded, split)
-        table["split"] = table.song_id.map(splits)
-        table.insert(0, "row", np.arange(len(table)))
-        windows = np.memmap(building / "windows.f16", dtype=np.float16, mode="r",
-                            shape=(len(table), spec.n_mels, spec.frames))
-        train_rows = table.row[table.split == "train"].to_numpy()
-        if split.all_test:  # no train songs; a model scoring this corpus brings its own statistics
-            train_rows = table.row.to_numpy()
-        if len(train_rows) == 0:
-            raise CatalogError("no song landed in the train split; lower data.val_fraction")
-        mean, std = _norm_stats(windows, train_rows, spec.n_mels)
-        del windows
-        np.savez(building / "norm.npz", mean=mean, std=std)
         lyrics = {}
         for song in decoded:
             text, problem = read_lyrics(song.lyrics_path)
@@ -212,12 +257,11 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
         pd.DataFrame(skipped, columns=["song", "reason"]).to_csv(building / "skipped.csv", index=False)
         manifest = {
             "digest": digest, "format": CACHE_FORMAT, "features": asdict(spec),
-            "split": asdict(split), "shape": [len(table), spec.n_mels, spec.frames],
+            "shape": [len(table), spec.n_mels, spec.frames],
             "dtype": "float16", "songs": int(table.song_id.nunique()), "windows": len(table),
             "skipped": len(skipped),
             "songs_without_lyrics": sum(entry["text"] is None for entry in lyrics.values()),
             "vocab": {"language": sorted(table.language.unique()), "genre": sorted(table.genre.unique())},
-            "split_counts": {k: int(v) for k, v in table.groupby("split").song_id.nunique().items()},
             "audio_seconds": round(float(len(table)) * spec.window_seconds, 1),
             "build_seconds": round(time.perf_counter() - started, 2),
             "source": str(catalog.root),
@@ -238,7 +282,8 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
 
 
 def open_cache(path: Path) -> FeatureCache | None:
-    """Open a cache folder, or None when it is missing, incomplete or truncated."""
+    """Open a cache folder (without a split: with_split applies one), or None when it is missing,
+    incomplete or truncated."""
     manifest_path = Path(path) / MANIFEST
     if not manifest_path.exists():
         return None
@@ -250,11 +295,10 @@ def open_cache(path: Path) -> FeatureCache | None:
             return None
         # Labels and ids stay strings: a song called "nan" or "NA" must not become a float.
         rows = pd.read_csv(Path(path) / "windows.csv", keep_default_na=False,
-                           dtype={"song_id": str, "language": str, "genre": str, "split": str})
-        norm = np.load(Path(path) / "norm.npz")
+                           dtype={"song_id": str, "language": str, "genre": str})
         if len(rows) != shape[0]:
             return None
         windows = np.memmap(raw, dtype=np.float16, mode="r", shape=shape)
-        return FeatureCache(Path(path), manifest, rows, windows, norm["mean"], norm["std"])
+        return FeatureCache(Path(path), manifest, rows, windows)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None

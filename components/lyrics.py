@@ -76,18 +76,22 @@ def transformer_embeddings(texts: dict[str, str], name_or_path: str, max_length:
     return dict(zip(ids, np.concatenate(vectors))) if vectors else {}
 
 
-def lyrics_key(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+def lyrics_key(settings: dict[str, Any], split_key: str, seed: int) -> str:
+    """Everything that determines the embeddings besides the cached texts: the encoder settings,
+    the split (TF-IDF and SVD are fitted on its train songs) and the SVD's seed."""
+    relevant = {"settings": settings, "split": split_key, "seed": seed}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def embed_lyrics(cache: FeatureCache, settings: dict[str, Any],
                  seed: int) -> tuple[dict[str, np.ndarray], int]:
     """song_id -> embedding for songs with usable lyrics, and the embedding width.
 
-    Computed once per (cache, lyrics settings) and stored as lyrics-<key>.npz in the cache
-    folder (written atomically); songs without lyrics are listed in the cache's lyrics.csv.
+    Computed once per (cache, split, lyrics settings, seed) and stored as lyrics-<key>.npz in
+    the cache folder (written atomically); songs without usable lyrics are recorded, with the
+    reason, in the cache's lyrics.json.
     """
-    path = cache.path / f"lyrics-{lyrics_key(settings)}.npz"
+    path = cache.path / f"lyrics-{lyrics_key(settings, cache.split_key, seed)}.npz"
     if path.exists():
         stored = np.load(path)
         return {str(s): v for s, v in zip(stored["song_ids"], stored["vectors"])}, int(stored["dim"])

@@ -223,7 +223,7 @@ def log_environment(device: torch.device, precision_label: str, precision_reason
 def cache_dataset(cache: FeatureCache) -> MetaDataset:
     """The feature cache as an MLflow dataset, with our own digest of all its inputs."""
     return MetaDataset(source=LocalArtifactDatasetSource(str(cache.path)),
-                       name=f"features-{cache.digest[:8]}", digest=cache.digest)
+                       name=f"features-{cache.digest[:8]}", digest=cache.dataset_digest)
 
 
 def log_dataset(cache: FeatureCache, context: str = "training") -> None:
@@ -237,7 +237,8 @@ def log_dataset(cache: FeatureCache, context: str = "training") -> None:
     windows = cache.rows.groupby("song_id").size()
     log_table(songs.assign(windows=windows).reset_index(), "data/songs_by_split.csv")
     counts = songs.split.value_counts()
-    mlflow.log_params({"data.cache_digest": cache.digest, "data.windows": cache.manifest["windows"],
+    mlflow.log_params({"data.cache_digest": cache.digest, "data.split_key": cache.split_key,
+                       "data.windows": cache.manifest["windows"],
                        "data.songs": cache.manifest["songs"],
                        **{f"data.{split}_songs": int(counts.get(split, 0))
                           for split in ("train", "val", "test")}})

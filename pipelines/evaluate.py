@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> str:
     lyrics = (embed_lyrics(cache, config["lyrics"], config["seed"])
               if served.lyrics_dim and args.split == "test" else None)
     protocol = Protocol.from_config(config)
-    same_corpus = cache.digest == params.get("data.cache_digest")
+    same_corpus = (cache.digest, cache.split_key) == (params.get("data.cache_digest"),
+                                                      params.get("data.split_key"))
     tags = {"evaluated_model_uri": args.model_uri, "source_run_id": run_id, "model": served.name,
             "evaluation.split": args.split, "evaluation.same_corpus_as_training": str(same_corpus)}
     if version is not None:

@@ -113,7 +113,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     elif config["model"]["pretrain_epochs"] > 0:
         pretrained = pretrain_and_init_mixture(
             trainer.model, train_loader, config, trainer.device, trainer.precision,
-            checkpoint_dir(config, "pretrain"), cache.digest, tracking.log_metrics)
+            checkpoint_dir(config, "pretrain"), cache.dataset_digest, tracking.log_metrics)
         tracking.set_tags({"pretrained_state": str(pretrained)})
     tracking.log_params({"model.parameter_count": count_parameters(model)})
     tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)

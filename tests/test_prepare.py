@@ -124,7 +124,9 @@ def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
     assert cache.windows.shape == (len(rows), 16, 173) and cache.windows.dtype == np.float16
     splits_per_song = rows.groupby("song_id").split.nunique()
     assert (splits_per_song == 1).all(), "a song's windows straddle splits"
-    assert set(rows.split) == {"train", "val"}
+    assert set(rows.split) == {"train", "val", "test"}
+    for split, songs in rows.groupby("split"):  # every split holds every class
+        assert songs.language.nunique() == 4 and songs.genre.nunique() == 3, split
     train = np.asarray(cache.windows[rows.row[rows.split == "train"].to_numpy()], dtype=np.float64)
     assert np.allclose(cache.mel_mean, train.mean(axis=(0, 2)), atol=1e-3)
     assert np.allclose(cache.mel_std, train.std(axis=(0, 2)), rtol=1e-3)
@@ -133,6 +135,13 @@ def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
     built = (cache.path / "manifest.json").stat().st_mtime_ns
     again = prepare_features(config)
     assert again.path == cache.path and (again.path / "manifest.json").stat().st_mtime_ns == built
+    assert again.split_key == cache.split_key and again.rows.equals(cache.rows)
+    # Another split of the same songs reuses the decoded audio: a split folder, not a new cache.
+    other = prepare_features(config | {"data": config["data"] | {"split_seed": 5}})
+    assert other.path == cache.path and other.split_key != cache.split_key
+    assert (other.path / "manifest.json").stat().st_mtime_ns == built
+    assert not other.rows.split.equals(cache.rows.split)
+    assert not np.allclose(other.mel_mean, cache.mel_mean)  # its own train songs' statistics
     other = prepare_features(_tiny_config(tiny_config, corpus, "features.n_mels=8"))
     assert other.path != cache.path  # keyed by the feature config too
 

@@ -51,7 +51,7 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert not any(name.startswith(("genre/", "language/", "baseline/")) for name in run.data.metrics)
     assert [params[f"data.{split}_songs"] for split in ("train", "val", "test")] == ["4", "4", "4"]
     (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.digest == params["data.cache_digest"]
+    assert dataset_input.dataset.digest == f"{params['data.cache_digest']}-{params['data.split_key']}"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
     assert {"plots/latent_projection_test.png", "plots/reconstruction.png"} <= artifacts
 
