@@ -360,7 +360,8 @@ def latest_training_runs(experiment: str | None = None) -> list[RunSummary]:
                               order_by=["attributes.start_time DESC"], max_results=5000)
     newest: dict[str, Any] = {}
     for run in runs:
-        newest.setdefault(run.data.tags["model"], run)
+        if "cv.folds" not in run.data.tags:  # a cross-validation's parent holds no model of its own
+            newest.setdefault(run.data.tags["model"], run)
     summaries = []
     for model, run in newest.items():
         memory = run.data.metrics.get("gpu/mem_allocated_peak_mb",
@@ -410,6 +411,19 @@ def log_evaluation(scores: dict[str, float | str], model_id: str | None, cache: 
     numeric = {k: float(v) for k, v in scores.items() if not isinstance(v, str)}
     mlflow.log_metrics(numeric, model_id=model_id, dataset=cache_dataset(cache), synchronous=True)
     mlflow.set_tags({k: v for k, v in scores.items() if isinstance(v, str)})
+
+
+def child_runs(parent_run_id: str, tag: str) -> dict[str, Any]:
+    """The newest child run of parent_run_id per value of `tag` (e.g. cv.fold -> its run)."""
+    client = mlflow.MlflowClient(tracking_uri())
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+    found: dict[str, Any] = {}
+    for run in runs:
+        if tag in run.data.tags:
+            found.setdefault(run.data.tags[tag], run)
+    return found
 
 
 def log_text(text: str, path: str) -> None:

@@ -1,12 +1,14 @@
 """Train one architecture and log everything to one MLflow run.
 
     mlflow run . -P model=conv_vae --env-manager local          # train
+    mlflow run . -P model=conv_vae -P eval.folds=5 ...          # 5-fold cross-validation
     mlflow run . --run-id <RUN_ID> -P model=conv_vae ...        # resume an interrupted run
     python -m pipelines.train --model conv_vae [--resume RUN_ID] [--train.epochs 10]
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from components.aggregation import to_unit
 from components.checkpoint import TrainState
 from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
+from components.cross_validation import fold_summary, summary_lines
 from components.dataset import TASKS, WindowDataset, loader_for
 from components.embedding_model import build_embedding_model
 from components.evaluation import Protocol, evaluate, headline_lines, song_ids
@@ -135,11 +138,43 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     return TrainResult(run_id, scores, model_uri, state)
 
 
+def cross_validate(config: dict[str, Any], resume_run_id: str | None = None) -> str:
+    """eval.folds song-disjoint folds, one nested run (and model) each, under one parent run that
+    logs the mean and spread of the test scores. Resuming the parent skips finished folds and
+    resumes an interrupted one from its checkpoint."""
+    name, folds = config["model"]["name"], config["eval"]["folds"]
+    with tracking.run(config, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
+                      tags={"cv.folds": str(folds)}):
+        parent = tracking.active_run_id()
+        tracking.log_config(config, [experiment_file("defaults"), experiment_file(name)])
+        earlier = tracking.child_runs(parent, "cv.fold")
+        results = []
+        for fold in range(folds):
+            fold_config = copy.deepcopy(config)
+            fold_config["data"]["fold"] = fold
+            done = earlier.get(str(fold))
+            if done is not None and done.info.status == "FINISHED":
+                print(f"fold {fold}: finished in run {done.info.run_id}, reused")
+                results.append(done.data.metrics)
+                continue
+            with tracking.run(fold_config, resume_run_id=done.info.run_id if done else None,
+                              run_name=f"{name}-fold{fold}", nested=True,
+                              tags={"cv.fold": str(fold), "cv.parent": parent}):
+                results.append(train(fold_config).scores)
+        summary = fold_summary(results)
+        tracking.log_metrics(summary)
+    print("\n".join([f"cross-validation run {parent} finished ({folds} folds)", *summary_lines(summary)]))
+    return parent
+
+
 def main(argv: list[str] | None = None) -> str:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--resume", default="", help="MLflow run id whose checkpoint to continue")
+    p.add_argument("--resume", default="", help="MLflow run id whose checkpoint to continue (with "
+                   "eval.folds > 1: the cross-validation's parent run)")
     args, extra = p.parse_known_args(argv)
     config = resolve(args, extra)
+    if config["eval"]["folds"] > 1:
+        return cross_validate(config, args.resume or None)
     with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
         return train(config).run_id
 
