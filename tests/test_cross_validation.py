@@ -39,7 +39,8 @@ def test_folds_are_song_disjoint_runs_summarised_and_resumable(tmp_path, corpus,
         output_format="list")}
     assert first["0"].info.status == "FINISHED" and first["1"].info.status == "KILLED"
 
-    assert train_pipeline.main([*_args(tmp_path, corpus), "--resume", parent.info.run_id]) == parent.info.run_id
+    resumed = train_pipeline.main([*_args(tmp_path, corpus), "--resume", parent.info.run_id])
+    assert resumed == parent.info.run_id
     folds = {r.data.tags["cv.fold"]: r for r in mlflow.search_runs(
         search_all_experiments=True, filter_string=f"tags.cv.parent = '{parent.info.run_id}'",
         output_format="list")}
