@@ -32,3 +32,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.architectures --epochs 3
 	$(BIN)/python -m benchmarks.cpu_precision
 	$(BIN)/python -m benchmarks.tuning_efficiency --trials 12 --epochs 30
+	$(BIN)/python -m benchmarks.protocol --epochs 8

@@ -913,7 +913,7 @@ def _write_corpus(folder: Path, songs_per_cell: int, seed: int, min_seconds: flo
 
 
 def generate_demo_corpus(root: Path, songs_per_cell: int = 4, seed: int = 0,
-                         min_seconds: float = 40.0, max_seconds: float = 70.0,
+                         min_seconds: float = 32.0, max_seconds: float = 42.0,
                          sample_rate: int | None = None) -> Path:
     """Write songs + lyrics + metadata.csv under root; return the path of metadata.csv."""
     root = Path(root)

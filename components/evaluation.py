@@ -7,8 +7,8 @@ permuted across songs), a bootstrap interval over songs and AMI. Metric names ca
 
     <split>/<task>/nmi, ami, ari, nmi_chance_mean, nmi_chance_p95, nmi_p_value, beats_chance,
         nmi_ci_low, nmi_ci_high, ari_ci_low, ari_ci_high, silhouette_labels, silhouette_clusters
-    <split>/<task>/<other method>/...   eval.other_methods, logged, never picked
-    <split>/<task>/<other unit>/...     window when the unit is song, and the reverse
+    <split>/<task>/<other method>/...   eval.other_methods, logged, never picked (COMPARISON)
+    <split>/<task>/<other unit>/...     window when the unit is song, and the reverse (COMPARISON)
     <split>/<task>/own_clusters/...     a model's own assignments (VaDE: its k, its own null)
     <split>/<task>/mfcc/...             MFCC statistics, the same split, unit, method and null
 
@@ -37,6 +37,10 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before t
     from matplotlib.figure import Figure
 
     from components.embedding_model import EmbeddingModel
+
+
+# What the other methods and the other unit log: enough to compare, and to see their chance level.
+COMPARISON = ("nmi", "ami", "ari", "nmi_chance_mean", "nmi_chance_p95", "nmi_p_value", "beats_chance")
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,12 @@ def protocol_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray], songs
                 methods += list(protocol.other_methods)
             for method in methods:
                 predicted = cluster(points, k, method, seed)
-                named = prefix if method == protocol.method else f"{prefix}/{method}"
                 report = partition_report(points, y, predicted, groups, protocol.resampling)
-                scores |= {f"{named}/{metric}": value for metric, value in report.items()}
+                if method == protocol.method and unit == protocol.unit:
+                    scores |= {f"{prefix}/{metric}": value for metric, value in report.items()}
+                else:  # for comparison only: the score and its chance level, not the full report
+                    named = prefix if method == protocol.method else f"{prefix}/{method}"
+                    scores |= {f"{named}/{m}": report[m] for m in COMPARISON if m in report}
             if unit_own is not None and unit == protocol.unit and variant is None:
                 report = partition_report(points, y, unit_own, groups, protocol.resampling)
                 scores |= {f"{prefix}/own_clusters/{metric}": v for metric, v in report.items()}
@@ -234,18 +241,19 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
     return scores, figures
 
 
-def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, protocol: Protocol,
-                  seed: int, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
-                  ) -> dict[str, float | str]:
-    """A logged model's scores on one split of a cache, through its served predict (its own
-    normalisation statistics, vocabulary and label inputs), under the protocol; MFCC beside it."""
+Windows = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray | None, np.ndarray]
+
+
+def served_embeddings(served: EmbeddingModel, cache: FeatureCache, split: str,
+                      lyrics: tuple[dict[str, np.ndarray], int] | None = None) -> Windows:
+    """A logged model's latent means of one split's windows through its served predict (its own
+    normalisation statistics, vocabulary and label inputs): embeddings [N, latent], labels per
+    task [N], the song of each window [N], its own cluster ids [N] (VaDE) or None, cache rows [N]."""
     from components.embedding_model import CHUNK, InputError
-    from components.mfcc_baseline import mfcc_statistics
 
     rows = cache.rows[cache.rows.split == split].reset_index(drop=True)
     if rows.empty:
         raise InputError(f"the corpus has no {split} songs to score")
-    songs = rows.song_id.to_numpy()
     labels = {task: rows[task].map({v: i for i, v in enumerate(cache.vocab[task])}).to_numpy(np.int64)
               for task in TASKS}
     embeddings, own = [], []
@@ -267,8 +275,17 @@ def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, proto
         embeddings.append(out["embedding"])
         if "cluster_model" in out:
             own.append(out["cluster_model"])
-    embeddings_all = np.concatenate(embeddings)
-    scores = protocol_scores(embeddings_all, labels, songs, protocol, split,
-                             np.concatenate(own) if own else None, seed=seed)
-    features = mfcc_statistics(cache, rows.row.to_numpy())
+    return (np.concatenate(embeddings), labels, rows.song_id.to_numpy(),
+            np.concatenate(own) if own else None, rows.row.to_numpy())
+
+
+def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, protocol: Protocol,
+                  seed: int, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
+                  ) -> dict[str, float | str]:
+    """A logged model's scores on one split of a cache under the protocol; MFCC beside them."""
+    from components.mfcc_baseline import mfcc_statistics
+
+    embeddings, labels, songs, own, rows = served_embeddings(served, cache, split, lyrics)
+    scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=seed)
+    features = mfcc_statistics(cache, rows)
     return scores | protocol_scores(features, labels, songs, protocol, split, variant="mfcc", seed=seed)

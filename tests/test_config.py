@@ -45,3 +45,28 @@ def test_conda_env_carries_the_same_pins_as_requirements():
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     assert set(pip_section) == requirements
     assert "torch==2.13.0" in requirements
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.method=kmean", "eval.method='kmean' is not one of kmeans, agglomerative, gmm"),
+    ("eval.other_methods=[gmm, typo]", "eval.other_methods entry='typo' is not one of"),
+    ("eval.unit=track", "eval.unit='track' is not one of window, song"),
+    ("eval.folds=0", r"eval.folds=0 must be in \[1, 100\]"),
+    ("data.val_fraction=0.0", "validation songs drive early stopping"),
+    ("data.test_fraction=-0.5", r"data.test_fraction=-0.5 must be in \[0.0, 0.9\]"),
+    ("data.test_fraction=0.5", "leaves no train songs"),
+])
+def test_protocol_typos_fail_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("conv_vae", [override, "data.val_fraction=0.5"] if "leaves" in message
+                    else [override])
+
+
+def test_a_protocol_typo_stops_training_before_any_data_is_read(tmp_path, corpus, mlflow_store):
+    from pipelines.train import main as train
+    from tests.conftest import tiny_overrides
+
+    overrides = tiny_overrides(tmp_path, "eval.method=kmean")
+    with pytest.raises(ConfigError, match="eval.method"):
+        train(["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])
+    assert not (tmp_path / "cache").exists()  # failed at load, before prepare

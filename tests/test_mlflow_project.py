@@ -57,4 +57,26 @@ def test_mlflow_run_tune_entry_point(tmp_path, corpus, mlflow_store):
     assert child.info.run_id == trial.user_attrs["mlflow_run_id"] and child.info.status == "FINISHED"
     parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.params["n_trials"] == "1" and parent.data.tags["optuna.study_name"] == "project-study"
-    assert parent.info.status == "FINISHED" and "best/genre_nmi" in parent.data.metrics
+    assert parent.info.status == "FINISHED" and "best/val_genre_nmi" in parent.data.metrics
+
+
+def test_mlflow_run_evaluate_entry_point_scores_the_champion(tmp_path, corpus, mlflow_store):
+    """`mlflow run . -e evaluate -P model_uri=models:/<name>@champion`: its own run, test scores."""
+    from components.registry import promote
+    from pipelines.train import main as train
+
+    overrides = tiny_overrides(tmp_path, "model.hidden_dims=[16,8]", "train.epochs=1")
+    trained = train(["--model", "basic_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])
+    promote(trained, "genre")
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "-e", "evaluate",
+         "--env-manager", "local", "-P", "model_uri=models:/basic_vae@champion"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test genre (songs, kmeans): model NMI" in result.stdout
+    runs = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+            if r.data.tags.get("source_run_id") == trained]
+    (run,) = runs
+    assert run.info.status == "FINISHED" and run.data.params["model_uri"] == "models:/basic_vae@champion"
+    assert run.data.metrics["test/genre/nmi"] == mlflow.get_run(trained).data.metrics["test/genre/nmi"]

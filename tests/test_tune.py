@@ -259,9 +259,15 @@ def test_no_test_song_reaches_training_pruning_the_objective_or_promotion(tmp_pa
 
 
 def _caches(tmp_path: Path):
+    """The caches under tmp_path with their (only) split applied."""
+    import pandas as pd
+
     from components.feature_cache import open_cache
 
     for path in (tmp_path / "cache").iterdir():
         cache = open_cache(path)
         if cache is not None:
+            (split,) = (path / "splits").glob("*/split.csv")
+            assigned = pd.read_csv(split, dtype=str)
+            cache.rows["split"] = cache.rows.song_id.map(dict(zip(assigned.song_id, assigned.split)))
             yield cache
