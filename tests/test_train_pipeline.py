@@ -25,7 +25,8 @@ FULL = ("nmi", "ami", "ari", "silhouette_labels", "silhouette_clusters", "nmi_ch
 SPLITS = ("val", "test")
 METRICS = [f"{split}/genre/{variant}{m}" for split in SPLITS for m in FULL for variant in ("", "mfcc/")]
 METRICS += [f"{split}/genre/{variant}/{m}" for split in SPLITS
-            for variant in ("agglomerative", "gmm", "window") for m in ("nmi", "ami", "ari", "nmi_chance_p95", "nmi_p_value", "beats_chance")]
+            for variant in ("agglomerative", "gmm", "window")
+            for m in ("nmi", "ami", "ari", "nmi_chance_p95", "nmi_p_value", "beats_chance")]
 METRICS += [f"{split}/language/{m}" for split in ("val", "test") for m in ("nmi", "ami", "nmi_p_value")]
 
 
