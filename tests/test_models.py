@@ -24,6 +24,29 @@ def test_full_size_conv_decoder_is_padded_from_1280_to_1292_frames():
     with pytest.warns(UserWarning, match="128x1280.*128x1292"):
         model = build_model("conv_vae")
     assert model.map_shape == (256, 8, 80)
+    assert model.decoded_shape == (128, 1280) and model.reconstructed_features == 163_840
+
+
+@pytest.mark.parametrize("name", ["conv_vae", "beta_vae", "cvae_genre", "cvae_language", "multimodal"])
+def test_padded_frames_are_neither_fitted_nor_counted(name, tiny_config):
+    """The tiny conv decoder makes 172 of 173 frames; the last is an edge copy. The loss sees the
+    172 real frames only: whatever the target holds in frame 173 changes neither the loss nor
+    any gradient."""
+    torch.manual_seed(0)
+    model = build_model(name, tiny_config(name)).eval()
+    assert model.decoded_shape == (16, 172) and model.input_shape == (16, 173)
+    batch = {"mel": torch.randn(3, 1, 16, 173), "genre": torch.tensor([0, 1, 2]),
+             "language": torch.tensor([0, 1, 2]), "lyrics": torch.randn(3, 16),
+             "has_lyrics": torch.tensor([True, True, True])}
+    out = model(batch)
+    changed = {**batch, "mel": batch["mel"].clone()}
+    changed["mel"][..., -1] += 100.0
+    same = model.loss(batch, out, 0)["recon"], model.loss(changed, out, 0)["recon"]
+    assert float(same[0]) == float(same[1])
+    expected = (out.recon[..., :172] - batch["mel"][..., :172]).pow(2).flatten(1).sum(1)
+    if name == "multimodal":
+        expected = expected + (model.lyrics_decoder(out.z) - batch["lyrics"]).pow(2).sum(1)
+    assert float(same[0]) == pytest.approx(float(expected.mean()), rel=1e-5)
 
 
 def test_table_keys_match_experiment_files():

@@ -47,6 +47,9 @@ class VAE(nn.Module, ABC):
                  kl_warmup_epochs: int = 0) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)  # (n_mels, frames)
+        # The (mel bins, frames) the decoder really produces, from the top-left corner: a conv
+        # decoder's 1280 frames are edge-padded to 1292, and the 12 copies are not predictions.
+        self.decoded_shape = tuple(input_shape)
         self.latent_dim = latent_dim
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
@@ -80,9 +83,20 @@ class VAE(nn.Module, ABC):
             return self.beta
         return self.beta * min(1.0, (epoch + 1) / self.kl_warmup_epochs)
 
+    def reconstruction_error(self, recon: Tensor, target: Tensor) -> Tensor:
+        """Squared error summed over the features the decoder really produces -> [B], float32:
+        padded frames are neither fitted nor counted."""
+        height, width = self.decoded_shape
+        return summed_squared_error(recon[..., :height, :width], target[..., :height, :width])
+
+    @property
+    def reconstructed_features(self) -> int:
+        """How many features reconstruction_error sums over (per example)."""
+        return self.decoded_shape[0] * self.decoded_shape[1]
+
     def loss(self, batch: Batch, out: VAEOutput, epoch: int) -> dict[str, Tensor]:
         """-> {'total', 'recon', 'kl'}: batch means, float32."""
-        recon = summed_squared_error(out.recon, batch["mel"]).mean()
+        recon = self.reconstruction_error(out.recon, batch["mel"]).mean()
         kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
         return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl}
 

@@ -33,7 +33,9 @@ class ConvVAE(VAE):
         self.fc_decode = nn.Linear(latent_dim + extra_features, flat)
         self.decoder = conv_decoder(hidden_dims, dropout)
         scale = 2 ** len(hidden_dims)
-        announce_fit((self.map_shape[1] * scale, self.map_shape[2] * scale), self.input_shape)
+        produced = (self.map_shape[1] * scale, self.map_shape[2] * scale)
+        announce_fit(produced, self.input_shape)
+        self.decoded_shape = (min(produced[0], input_shape[0]), min(produced[1], input_shape[1]))
 
     def encoder_input(self, batch: Batch) -> Tensor:
         """[B, 1 + extra_in_channels, n_mels, T]; conditional subclasses add their planes."""

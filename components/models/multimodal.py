@@ -55,7 +55,9 @@ class MultimodalVAE(VAE):
             self.fc_decode = nn.Linear(latent_dim, self.audio_flat)
             self.audio_decoder = conv_decoder(hidden_dims, dropout)
             scale = 2 ** len(hidden_dims)
-            announce_fit((self.map_shape[1] * scale, self.map_shape[2] * scale), self.input_shape)
+            produced = (self.map_shape[1] * scale, self.map_shape[2] * scale)
+            announce_fit(produced, self.input_shape)
+            self.decoded_shape = (min(produced[0], input_shape[0]), min(produced[1], input_shape[1]))
         else:
             self.audio_encoder = fc_encoder(n_mels * frames, hidden_dims, dropout)
             token_dim = self.audio_flat = hidden_dims[-1]
@@ -123,7 +125,7 @@ class MultimodalVAE(VAE):
 
     def loss(self, batch: Batch, out: VAEOutput, epoch: int) -> dict[str, Tensor]:
         """recon = audio + lyrics-embedding squared errors (the latter only where lyrics exist)."""
-        audio = summed_squared_error(out.recon, batch["mel"])
+        audio = self.reconstruction_error(out.recon, batch["mel"])
         has = batch["has_lyrics"].float()
         lyrics = summed_squared_error(self.lyrics_decoder(out.z.float()), batch["lyrics"]) * has
         recon = (audio + lyrics).mean()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.models.base import Batch, VAEOutput, summed_squared_error
+from components.models.base import Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 
 # Cluster log-variances are clamped here: a component collapsing onto a few points would
@@ -78,14 +78,14 @@ class VaDE(BasicVAE):
         return cross + cluster_term - entropy
 
     def loss(self, batch: Batch, out: VAEOutput, epoch: int) -> dict[str, Tensor]:
-        recon = summed_squared_error(out.recon, batch["mel"]).mean()
+        recon = self.reconstruction_error(out.recon, batch["mel"]).mean()
         kl = self.vade_kl(out).mean()
         return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl}
 
     def pretrain_loss(self, batch: Batch) -> dict[str, Tensor]:
         """The autoencoder stage: reconstruct from the latent mean, no KL, no mixture."""
         mu, _ = self.encode(batch)
-        recon = summed_squared_error(self.decode(mu, batch), batch["mel"]).mean()
+        recon = self.reconstruction_error(self.decode(mu, batch), batch["mel"]).mean()
         return {"total": recon, "recon": recon}
 
     @torch.no_grad()
