@@ -262,6 +262,7 @@ class Trainer:
                     f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
                     f"{self.config['train']['lr']}) or train.grad_clip and resume or rerun.")
             optimizer_step(terms["total"], self.optimizer, self.scaler, self.model.parameters(), clip)
+            self.model.constrain_()
             self._measure_startup()
             size = batch["mel"].shape[0]
             for name, value in terms.items():

@@ -75,3 +75,25 @@ def test_vade_run_pretrains_once_and_scores_its_own_clusters(tmp_path, corpus, m
     assert again.data.tags["pretrained_state"] == state
     assert Path(state).stat().st_mtime_ns == made  # reused, not redone
     assert "pretrain/recon" not in again.data.metrics
+
+
+def test_every_mixture_parameter_learns_after_initialisation(tiny_config):
+    """Tight clusters give GMM variances of about reg_covar (1e-4, log -9.2), below the -8 floor of
+    the clamp: initialised there, those log-variances would get no gradient and never move."""
+    torch.manual_seed(0)
+    model = _vade(tiny_config, "model.n_clusters=2")
+    rng = np.random.default_rng(0)
+    latents = np.concatenate([rng.normal(-1, 1e-3, (20, 8)), rng.normal(1, 1e-3, (20, 8))]).astype(np.float32)
+    model.init_mixture(latents)
+    assert model.logvar_c.min() >= -8.0
+    mu = torch.from_numpy(latents[:26:2]) + 0.01  # 10 points of one cluster, 3 of the other
+    out = VAEOutput(recon=torch.zeros(13), mu=mu, logvar=torch.full_like(mu, -6.0), z=mu)
+    model.vade_kl(out).mean().backward()
+    for name in ("pi_logits", "mu_c", "logvar_c"):
+        grad = getattr(model, name).grad
+        assert grad is not None and (grad != 0).all(), f"{name} has entries without gradient"
+    # A step past the floor is projected back onto it, where the gradient still flows.
+    with torch.no_grad():
+        model.logvar_c -= 5.0
+    model.constrain_()
+    assert model.logvar_c.min() == -8.0

@@ -100,6 +100,10 @@ class VAE(nn.Module, ABC):
         kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
         return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl}
 
+    def constrain_(self) -> None:
+        """Put parameters back inside their valid range after an optimizer step (the trainer
+        calls it after each one); architectures without constrained parameters do nothing."""
+
     @torch.no_grad()
     def embed(self, batch: Batch) -> Tensor:
         """Latent means [B, latent]: what clustering and the served model use."""

@@ -13,8 +13,10 @@ from torch import Tensor, nn
 from components.models.base import Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 
-# Cluster log-variances are clamped here: a component collapsing onto a few points would
-# otherwise drive its variance to 0 and the ELBO to -inf.
+# Cluster log-variances stay in this range: a component collapsing onto a few points would
+# otherwise drive its variance to 0 and the ELBO to -inf. The parameter itself is kept inside it
+# (initialisation, and constrain_ after every optimizer step), so the clamp in the forward pass
+# never cuts a gradient: a value below the floor would get none and never move again.
 LOGVAR_RANGE = (-8.0, 8.0)
 
 
@@ -100,7 +102,13 @@ class VaDE(BasicVAE):
         weights[:k] = gmm.weights_
         self.pi_logits.copy_(torch.as_tensor(np.log(weights / weights.sum()), dtype=torch.float32))
         self.mu_c[:k] = torch.as_tensor(gmm.means_, dtype=torch.float32)
-        self.logvar_c[:k] = torch.as_tensor(np.log(gmm.covariances_), dtype=torch.float32)
+        # reg_covar 1e-4 alone is log -9.2: below the floor, where the clamp would freeze it.
+        self.logvar_c[:k] = torch.as_tensor(np.clip(np.log(gmm.covariances_), *LOGVAR_RANGE),
+                                            dtype=torch.float32)
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        self.logvar_c.clamp_(*LOGVAR_RANGE)
 
     @torch.no_grad()
     def assign(self, batch: Batch) -> Tensor:
