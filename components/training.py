@@ -45,6 +45,10 @@ class NonFiniteLoss(RuntimeError):
     """Training diverged; the last good checkpoint is kept for inspection or resume."""
 
 
+class EveryStepSkipped(NonFiniteLoss):
+    """Mixed precision skipped every optimizer step of an epoch: the weights did not change."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -190,20 +194,23 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], train: dict[str, Any],
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler | None, params: Iterable[torch.Tensor],
-                   clip: float) -> None:
-    """Backward, clip the global grad norm, step; through the GradScaler when one is used."""
+                   clip: float) -> bool:
+    """Backward, clip the global grad norm, step; through the GradScaler when one is used.
+    False when the scaler skipped the step (scaled gradients overflowed: it lowers its scale)."""
     params = list(params)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
+        scale = scaler.get_scale()
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(params, clip)
         scaler.step(optimizer)
         scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
+        return scaler.get_scale() >= scale  # update() backs the scale off exactly when it skipped
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    return True
 
 
 class Trainer:
@@ -246,9 +253,11 @@ class Trainer:
         return True
 
     def _train_epoch(self, loader: DataLoader, epoch: int) -> dict[str, float]:
+        """Mean loss terms of the epoch; with a GradScaler also 'amp_scale' (its scale at the
+        end) and 'skipped_steps' (steps it skipped for overflowed gradients)."""
         self.model.train()
         sums: dict[str, float] = {}
-        count = 0
+        count = steps = skipped = 0
         clip = self.config["train"]["grad_clip"]
         for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
             batch = to_device(batch, self.device)
@@ -261,14 +270,25 @@ class Trainer:
                     f"({ {k: float(v.detach()) for k, v in terms.items()} }); the last good checkpoint is "
                     f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
                     f"{self.config['train']['lr']}) or train.grad_clip and resume or rerun.")
-            optimizer_step(terms["total"], self.optimizer, self.scaler, self.model.parameters(), clip)
+            stepped = optimizer_step(terms["total"], self.optimizer, self.scaler,
+                                     self.model.parameters(), clip)
+            steps, skipped = steps + 1, skipped + (not stepped)
             self.model.constrain_()
             self._measure_startup()
             size = batch["mel"].shape[0]
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
             count += size
-        return {name: value / count for name, value in sums.items()}
+        means = {name: value / count for name, value in sums.items()}
+        if self.scaler is None:
+            return means
+        if steps and skipped == steps:
+            raise EveryStepSkipped(
+                f"every one of the {steps} optimizer steps of epoch {epoch} was skipped: the float16 "
+                f"gradients overflowed at every GradScaler scale down to {self.scaler.get_scale():g}, "
+                f"so the weights did not change. Train in float32 (train.amp=false) or lower "
+                f"train.lr; the last good checkpoint is {self.checkpoint_dir / checkpoint.LAST}")
+        return means | {"amp_scale": self.scaler.get_scale(), "skipped_steps": float(skipped)}
 
     def _measure_startup(self) -> None:
         """Seconds from this process's start to its first optimizer step done (imports, config,

@@ -185,3 +185,29 @@ def test_precision_choice():
     cpu = choose_precision(torch.device("cpu"), True)
     has_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert cpu.dtype == (torch.bfloat16 if has_bf16 else None) and not cpu.scaler
+
+
+def test_grad_scaler_skips_are_counted_and_an_epoch_of_only_skips_stops(tiny_config, tmp_path):
+    """A CPU GradScaler with a scale so large that the scaled gradients overflow float32: the
+    steps it skips are counted, its scale is logged, and an epoch where it skipped every step
+    (the weights unchanged) stops training instead of passing for a trained epoch."""
+    from components.training import EveryStepSkipped
+
+    config = tiny_config("basic_vae", "train.epochs=1")
+    model = build_model("basic_vae", config)
+    trainer = Trainer(model, config, tmp_path / "ckpt")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**126, growth_interval=10_000)
+    logged = {}
+    trainer.on_epoch = lambda metrics, epoch: logged.update(metrics)
+    trainer.fit(_batches(model, 40), _batches(model, 1, seed=3))
+    skipped = logged["train/skipped_steps"]
+    assert 1 <= skipped < 40  # overflowing at first, then the halved scale fits
+    assert logged["train/amp_scale"] == 2.0 ** (126 - skipped)  # halved once per skipped step
+
+    before = copy.deepcopy(model.state_dict())
+    config["train"]["epochs"] = 2
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, growth_interval=10_000)
+    with pytest.raises(EveryStepSkipped, match="every one of the 2 optimizer steps of epoch 1 was skipped"):
+        trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k)
