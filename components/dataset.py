@@ -81,6 +81,16 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: in
     return Prefetching(loader, prefetch) if prefetch > 0 and num_workers == 0 else loader
 
 
+def reseed_for_epoch(loader: Any, seed: int, epoch: int) -> None:
+    """Seed a shuffling loader's generator from (seed, epoch) before the epoch: each epoch's order
+    is a function of the epoch alone, so a run resumed after epoch k draws epoch k+1's order, not
+    epoch 0's again (a fresh generator would replay the first). Loaders without one: no-op."""
+    inner = loader.loader if isinstance(loader, Prefetching) else loader
+    generator = getattr(inner, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed * 1_000_003 + epoch)
+
+
 def loader_for(dataset: WindowDataset, config: dict[str, Any], shuffle: bool,
                device: torch.device) -> DataLoader | Prefetching:
     """make_loader with a run's settings: train.batch_size, num_workers and prefetch_batches,

@@ -25,6 +25,7 @@ from components import checkpoint
 from components.activation_checkpointing import checkpoint_blocks
 from components.checkpoint import TrainState
 from components.config import ConfigError
+from components.dataset import reseed_for_epoch
 from components.host_memory import map_large_allocations
 from components.models import VAE, Batch
 from components.models.base import AFTER_WARMUP
@@ -325,6 +326,7 @@ class Trainer:
             if self.state.epochs_without_improvement >= patience:
                 break
             started = time.perf_counter()
+            reseed_for_epoch(train_loader, self.config["seed"], epoch)
             train_terms = self._train_epoch(train_loader, epoch)
             validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
                                        keep_means=self.epoch_scorer is not None, tasks=self.tasks)

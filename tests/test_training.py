@@ -211,3 +211,42 @@ def test_grad_scaler_skips_are_counted_and_an_epoch_of_only_skips_stops(tiny_con
         trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" not in k
                and "num_batches" not in k)
+
+
+class _RecordingWindows(torch.utils.data.Dataset):
+    """12 random windows that record which rows each batch asked for, in order."""
+
+    def __init__(self, model) -> None:
+        n_mels, frames = model.input_shape
+        self.mel = torch.randn(12, 1, n_mels, frames, generator=torch.Generator().manual_seed(0))
+        self.requested: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitems__(self, indices):
+        self.requested.append(list(indices))
+        return {"mel": self.mel[indices], "genre": torch.zeros(len(indices), dtype=torch.long),
+                "language": torch.zeros(len(indices), dtype=torch.long)}
+
+
+def test_a_resumed_run_continues_the_data_order(tiny_config, tmp_path):
+    """The batches of a run interrupted after epoch 0 and resumed are those of a run that was
+    never interrupted, epoch for epoch (not epoch 0's order replayed by a fresh loader)."""
+    from components.dataset import make_loader
+
+    def run(directory, stops: list[int]) -> list[list[int]]:
+        config = tiny_config("basic_vae", "train.prefetch_batches=0")
+        torch.manual_seed(0)
+        model = build_model("basic_vae", config)
+        data = _RecordingWindows(model)
+        for epochs in stops:  # each stop: a new process would build a new loader and trainer
+            config["train"]["epochs"] = epochs
+            trainer = Trainer(build_model("basic_vae", config), config, directory)
+            trainer.resume()
+            trainer.fit(make_loader(data, 4, shuffle=True, seed=0), _batches(model, 1, seed=3))
+        return data.requested
+
+    straight, interrupted = run(tmp_path / "straight", [3]), run(tmp_path / "interrupted", [1, 3])
+    assert interrupted == straight and len(straight) == 9
+    assert straight[:3] != straight[3:6]  # epochs differ in order
