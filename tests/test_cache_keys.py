@@ -58,7 +58,8 @@ def test_the_feature_cache_digest_covers_audio_labels_lyrics_split_column_and_se
 def test_the_split_key_covers_every_split_setting():
     spec = SplitSpec(0.2, 0.2, 0, folds=5, fold=1)
     for field in fields(SplitSpec):
-        assert split_key(replace(spec, **{field.name: _changed(getattr(spec, field.name))})) != split_key(spec)
+        changed = replace(spec, **{field.name: _changed(getattr(spec, field.name))})
+        assert split_key(changed) != split_key(spec), field.name
 
 
 def test_the_lyrics_key_covers_encoder_settings_split_and_seed():
