@@ -50,10 +50,12 @@ def result_cells(metrics: Mapping[str, float | str], task: str, variant: str | N
     low, high, beats = value("nmi_ci_low"), value("nmi_ci_high"), value("beats_chance")
     mean, p95 = value("nmi_chance_mean"), value("nmi_chance_p95")
     verdict = None if beats is None else ("beats chance" if beats else "chance")
+    untrained = metrics.get(metric(REPORT, task, "nmi", "untrained"))
     return {f"{task} NMI": _rounded(value("nmi")),
             f"{task} NMI 95% CI": None if low is None else f"[{low:.2f}, {high:.2f}]",
             f"{task} chance (mean / p95)": None if mean is None else f"{mean:.2f} / {p95:.2f}",
             f"{task} p": _rounded(value("nmi_p_value")), f"{task} verdict": verdict,
+            f"{task} NMI untrained": None if untrained is None or variant else _rounded(float(untrained)),
             f"{task} AMI": _rounded(value("ami")), f"{task} ARI": _rounded(value("ari")),
             f"{task} silhouette (labels)": _rounded(value("silhouette_labels"))}
 

@@ -202,6 +202,8 @@ def check_protocol(config: dict[str, Any]) -> None:
     _in_range("eval.confidence", evaluation["confidence"], 0.5, 0.999, "0.95 is the default")
     _in_range("eval.alpha", evaluation["alpha"], 0.0001, 0.5, "0.05 is the default")
     _in_range("eval.folds", evaluation["folds"], 1, 100, "1 = one train/val/test split")
+    _in_range("eval.untrained_inits", evaluation["untrained_inits"], 0, 100,
+              "0 turns the untrained baseline off; 3 is the default")
     _in_range("data.fold", data["fold"], 0, evaluation["folds"] - 1,
               f"eval.folds={evaluation['folds']} has folds 0..{evaluation['folds'] - 1}")
     _in_range("data.val_fraction", data["val_fraction"], 0.01, 0.9,

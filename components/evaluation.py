@@ -137,15 +137,18 @@ def headline_lines(scores: dict[str, float | str], protocol: Protocol) -> list[s
                          f"{task}); its score is logged as {split}/{name}/nmi")
             continue
         parts = []
-        for who, prefix in (("model", f"{split}/{task}"), ("MFCC", f"{split}/{task}/mfcc")):
+        for who, prefix in (("model", f"{split}/{task}"), ("untrained", f"{split}/{task}/untrained"),
+                            ("MFCC", f"{split}/{task}/mfcc")):
             values = {k.removeprefix(prefix + "/"): v for k, v in scores.items()
                       if k.startswith(prefix + "/") and "/" not in k.removeprefix(prefix + "/")}
             if "nmi" not in values:
                 continue
             text = f"{who} NMI {values['nmi']:.3f}"
+            if "nmi_std" in values:  # the untrained baseline: a mean over initialisations
+                text += f" +- {values['nmi_std']:.3f}"
             if "nmi_ci_low" in values:
                 text += f" [{values['nmi_ci_low']:.2f}, {values['nmi_ci_high']:.2f}]"
-            if "nmi_p_value" in values:
+            if "nmi_chance_mean" in values:
                 text += (f", chance {values['nmi_chance_mean']:.3f} (p95 {values['nmi_chance_p95']:.3f}), "
                          f"p={values['nmi_p_value']:.3f}: {verdict(values, protocol.resampling.alpha)}")
             parts.append(text)
@@ -221,10 +224,52 @@ def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str
     return scores, points, names, dataset
 
 
+def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str, device: torch.device,
+                     precision: Precision) -> dict[str, float]:
+    """What training added is read against this: the headline scores of the same architecture
+    with untrained weights (eval.untrained_inits initialisations, seeds seed+1, seed+2, ...), their
+    mean under <split>/<task>/untrained/<score> and their spread under .../<score>_std. One
+    initialisation is no baseline: its genre NMI alone ranged 0.08-0.28 over 5 seeds on recorded
+    music."""
+    from components.models import build_model
+
+    protocol = Protocol.from_config(config)
+    protocol = Protocol(protocol.method, (), protocol.unit, Resampling(
+        protocol.resampling.permutations, 0, seed=protocol.resampling.seed), protocol.conditioned_on)
+    runs: list[dict[str, float]] = []
+    state = torch.get_rng_state()
+    try:
+        for init in range(config["eval"]["untrained_inits"]):
+            torch.manual_seed(config["seed"] + 1 + init)
+            model = build_model(config["model"]["name"], config).to(device)
+            embeddings, labels, _ = latent_means(model, dataset, device, precision,
+                                                 config["train"]["batch_size"])
+            songs = song_ids(dataset.cache, labels.pop("row"))
+            points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
+            scores = {}
+            for task in TASKS:
+                y = unit_labels[task]
+                if len(np.unique(y)) < 2:
+                    continue
+                predicted = cluster(points, len(np.unique(y)), protocol.method, config["seed"])
+                report = partition_report(points, y, predicted, None if protocol.unit == "song" else songs,
+                                          protocol.resampling)
+                scores |= {f"{split}/{protocol.task_name(task)}/untrained/{m}": report[m]
+                           for m in ("nmi", "ami", "ari", "silhouette_labels", "nmi_p_value") if m in report}
+            runs.append(scores)
+    finally:
+        torch.set_rng_state(state)  # the trained model's own randomness is not disturbed
+    names = set.intersection(*(set(r) for r in runs)) if runs else set()
+    summary = {name: float(np.mean([r[name] for r in runs])) for name in names}
+    summary |= {f"{name}_std": float(np.std([r[name] for r in runs])) for name in names}
+    return summary
+
+
 def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: torch.device,
              precision: Precision, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
              ) -> tuple[dict[str, float | str], dict[str, Figure]]:
-    """Scores on val (selection) and test (report), and the figures of the reporting split."""
+    """Scores on val (selection) and test (report), the same architecture untrained on the
+    reporting split, and the figures of the reporting split."""
     from components import plots
 
     scores: dict[str, float | str] = {}
@@ -232,6 +277,7 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
         split_scores, points, names, dataset = evaluate_split(model, cache, split, config, device,
                                                               precision, lyrics)
         scores |= split_scores
+    scores |= untrained_scores(config, dataset, split, device, precision)
     figures: dict[str, Figure] = {}
     keep = np.random.default_rng(0).permutation(len(points))[: config["eval"]["projection_points"]]
     if len(keep) >= 3 and points.shape[1] >= 2:  # PCA to 2-D needs 2 dimensions and a few points

@@ -34,8 +34,9 @@ PREVIOUS_CHAMPION = "previous_champion"
 # later promotion for the other task compares against these tags.
 METRIC_NAMES = (tuple(metric(split, label, score) for split in (SELECT, REPORT) for label in TASKS
                       for score in HEADLINE)
-                + tuple(metric(REPORT, label, score, "mfcc") for label in TASKS
-                        for score in ("nmi", "nmi_p_value")))
+                + tuple(metric(REPORT, label, score, variant) for label in TASKS
+                        for variant, score in (("mfcc", "nmi"), ("mfcc", "nmi_p_value"),
+                                               ("untrained", "nmi"))))
 
 
 class RegistryError(ValueError):

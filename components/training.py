@@ -319,9 +319,22 @@ class Trainer:
         self.checkpoints.wait()
         return self.state
 
+    def per_feature(self, terms: dict[str, float]) -> float:
+        """Mean squared error per reconstructed mel feature of normalised log-mel: 1.0 is what
+        predicting each bin's train mean scores, so below 1 the decoder learned something."""
+        return terms.get("recon_audio", terms["recon"]) / self.model.reconstructed_features
+
+    def initial_reconstruction(self, train_loader: DataLoader, val_loader: DataLoader) -> dict[str, float]:
+        """Reconstruction per feature of the weights training starts from, on train and val (eval
+        mode): the baseline every later epoch is read against."""
+        return {f"{split}/recon_per_feature_init": self.per_feature(
+                    evaluate_loss(self.model, loader, self.device, self.precision).terms)
+                for split, loader in (("train", train_loader), ("val", val_loader))}
+
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
         train = self.config["train"]
         patience = train["early_stopping_patience"]
+        initial = self.initial_reconstruction(train_loader, val_loader) if self.state.epoch < 0 else {}
         for epoch in range(self.state.epoch + 1, train["epochs"]):
             if self.state.epochs_without_improvement >= patience:
                 break
@@ -343,8 +356,12 @@ class Trainer:
             self.state.epoch = epoch
             metrics = {f"train/{'loss' if k == 'total' else k}": v for k, v in train_terms.items()}
             metrics |= {f"val/{'loss' if k == 'total' else k}": v for k, v in val_terms.items()}
-            metrics |= {"train/kl_weight": self.model.kl_weight(epoch),
+            metrics |= {"train/recon_per_feature": self.per_feature(train_terms),
+                        "val/recon_per_feature": self.per_feature(val_terms),
+                        "train/kl_weight": self.model.kl_weight(epoch),
                         "train/epoch_seconds": time.perf_counter() - started}
+            metrics |= initial  # with the first epoch's metrics: logged before any other
+            initial = {}
             if self.epoch_scorer is not None:
                 metrics |= self.epoch_scorer(validation.means, validation.labels)
             if self.startup_seconds is not None:

@@ -41,6 +41,15 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert run.info.status == "FINISHED"
     for name in ["train/loss", "val/loss", "val/recon", "val/kl", *METRICS]:
         assert name in run.data.metrics, f"missing metric {name}"
+    # Learning made visible: reconstruction per real (not padded) feature, 1.0 = predicting the
+    # mean; its value before training; the same architecture untrained, mean of 3 initialisations.
+    metrics = run.data.metrics
+    assert metrics["val/recon_per_feature"] == pytest.approx(metrics["val/recon"] / (16 * 172))
+    for name in ("train/recon_per_feature_init", "val/recon_per_feature_init"):
+        (initial,) = mlflow.MlflowClient().get_metric_history(run_id, name)
+        assert initial.step == 0 and initial.value > 0
+    assert {"test/genre/untrained/nmi", "test/genre/untrained/nmi_std",
+            "test/language/untrained/ami"} <= set(metrics)
     history = mlflow.MlflowClient().get_metric_history(run_id, "val/loss")
     assert sorted(m.step for m in history) == [0, 1]
     peaks = sorted(mlflow.MlflowClient().get_metric_history(run_id, "memory/process_peak_rss_mb"),

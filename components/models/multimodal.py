@@ -131,4 +131,4 @@ class MultimodalVAE(VAE):
         recon = (audio + lyrics).mean()
         kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
         return {"total": recon + self.kl_weight(epoch) * kl, "recon": recon, "kl": kl,
-                "recon_lyrics": lyrics.mean()}
+                "recon_audio": audio.mean(), "recon_lyrics": lyrics.mean()}
