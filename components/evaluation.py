@@ -18,7 +18,7 @@ it was given the label, so that score is not an unsupervised result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +62,10 @@ class Protocol:
                                                if m != evaluation["method"]),
                    evaluation["unit"], resampling, config["model"].get("condition_on"))
 
+    def for_unconditioned(self) -> Protocol:
+        """The protocol for features no label went into (MFCC statistics)."""
+        return replace(self, conditioned_on=None)
+
     def task_name(self, task: str) -> str:
         """genre, or genre_conditioned for a model that was given the genre."""
         return f"{task}_conditioned" if task == self.conditioned_on else task
@@ -92,14 +96,15 @@ def protocol_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray], songs
                     variant: str | None = None, seed: int = 0) -> dict[str, float | str]:
     """Every score of one split under the protocol, from window-level embeddings [N, D], labels
     per task [N] and the song of each window [N]. variant (e.g. 'mfcc') scores another feature
-    set at the headline unit and method only, under <split>/<task>/<variant>/."""
+    set at the headline unit and method only, under <split>/<task>/<variant>/ (features that
+    never saw a label are scored with protocol.conditioned_on None: `for_unconditioned`)."""
     scores: dict[str, float | str] = {}
     units = [protocol.unit] if variant else [protocol.unit, *(u for u in UNITS if u != protocol.unit)]
     for unit in units:
         points, unit_labels, unit_own = to_unit(unit, embeddings, labels, songs, own)
         groups = songs if unit == "window" else None  # window-level nulls move songs together
         for task in TASKS:
-            name = protocol.task_name(task) if variant is None else task
+            name = protocol.task_name(task)
             y = unit_labels[task]
             if len(np.unique(y)) < 2:
                 scores[f"{split}/{name}/unscored"] = "one class in split"
@@ -217,8 +222,8 @@ def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str
     songs = song_ids(cache, rows)
     scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=config["seed"])
     features = mfcc_statistics(cache, rows)
-    scores |= protocol_scores(features, labels, songs, protocol, split, variant="mfcc",
-                              seed=config["seed"])
+    scores |= protocol_scores(features, labels, songs, protocol.for_unconditioned(), split,
+                              variant="mfcc", seed=config["seed"])
     points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
     names = {task: np.asarray(cache.vocab[task])[unit_labels[task]] for task in TASKS}
     return scores, points, names, dataset
@@ -234,8 +239,8 @@ def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str,
     from components.models import build_model
 
     protocol = Protocol.from_config(config)
-    protocol = Protocol(protocol.method, (), protocol.unit, Resampling(
-        protocol.resampling.permutations, 0, seed=protocol.resampling.seed), protocol.conditioned_on)
+    protocol = replace(protocol, resampling=replace(protocol.resampling, bootstrap=0))  # p-values only
+    kept = ("nmi", "ami", "ari", "silhouette_labels", "nmi_p_value")
     runs: list[dict[str, float]] = []
     state = torch.get_rng_state()
     try:
@@ -245,18 +250,9 @@ def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str,
             embeddings, labels, _ = latent_means(model, dataset, device, precision,
                                                  config["train"]["batch_size"])
             songs = song_ids(dataset.cache, labels.pop("row"))
-            points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
-            scores = {}
-            for task in TASKS:
-                y = unit_labels[task]
-                if len(np.unique(y)) < 2:
-                    continue
-                predicted = cluster(points, len(np.unique(y)), protocol.method, config["seed"])
-                report = partition_report(points, y, predicted, None if protocol.unit == "song" else songs,
-                                          protocol.resampling)
-                scores |= {f"{split}/{protocol.task_name(task)}/untrained/{m}": report[m]
-                           for m in ("nmi", "ami", "ari", "silhouette_labels", "nmi_p_value") if m in report}
-            runs.append(scores)
+            scores = protocol_scores(embeddings, labels, songs, protocol, split, variant="untrained",
+                                     seed=config["seed"])
+            runs.append({k: float(v) for k, v in scores.items() if k.rsplit("/", 1)[1] in kept})
     finally:
         torch.set_rng_state(state)  # the trained model's own randomness is not disturbed
     names = set.intersection(*(set(r) for r in runs)) if runs else set()
@@ -334,4 +330,5 @@ def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, proto
     embeddings, labels, songs, own, rows = served_embeddings(served, cache, split, lyrics)
     scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=seed)
     features = mfcc_statistics(cache, rows)
-    return scores | protocol_scores(features, labels, songs, protocol, split, variant="mfcc", seed=seed)
+    return scores | protocol_scores(features, labels, songs, protocol.for_unconditioned(), split,
+                                    variant="mfcc", seed=seed)
