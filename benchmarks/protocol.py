@@ -1,6 +1,7 @@
 """How much of each old score was selection and chance: the old protocol beside the declared one.
 
     python -m benchmarks.protocol [--epochs 8] [--models conv_vae,vade] [--overrides 'k=v ...']
+    python -m benchmarks.protocol --rescore      # the runs of the last results file, scored again
 
 Trains every architecture on the demo corpus (defaults, `--epochs` epochs), then scores the same
 trained model two ways:
@@ -30,7 +31,7 @@ from components import tracking
 from components.clustering import METHODS, cluster
 from components.config import PROJECT_ROOT
 from components.dataset import TASKS
-from components.evaluation import served_embeddings
+from components.evaluation import Protocol, served_embeddings, served_scores
 from components.lyrics import embed_lyrics
 from components.mfcc_baseline import mfcc_statistics
 from components.models import MODELS
@@ -60,18 +61,21 @@ def old_protocol(embeddings: np.ndarray, labels: np.ndarray, songs: np.ndarray, 
             "val_window_chance_p95": declared["nmi_chance_p95"]}
 
 
-def new_protocol(metrics: dict[str, float], task: str, variant: str | None) -> dict[str, Any]:
+def new_protocol(metrics: dict[str, float | str], task: str, variant: str | None) -> dict[str, Any]:
     prefix = f"test/{task}" + (f"/{variant}" if variant else "")
     keys = ("nmi", "ami", "nmi_ci_low", "nmi_ci_high", "nmi_chance_mean", "nmi_chance_p95", "nmi_p_value")
     return {f"test_{key}": metrics.get(f"{prefix}/{key}") for key in keys}
 
 
 def score_run(run_id: str, seed: int) -> dict[str, dict[str, Any]]:
+    """Both protocols on one trained run's logged model, computed here with today's code (not
+    read from the run's metrics)."""
     run = mlflow.get_run(run_id)
     served, _, _ = tracking.load_served_model(run.data.tags["model_uri"])
     config, _ = tracking.training_run(run_id)
     cache = prepare_features(config)
     lyrics = embed_lyrics(cache, config["lyrics"], config["seed"]) if served.lyrics_dim else None
+    test = served_scores(served, cache, "test", Protocol.from_config(config), config["seed"], lyrics)
     embeddings, labels, songs, own, rows = served_embeddings(served, cache, "val", lyrics)
     mfcc = mfcc_statistics(cache, rows)
     out = {}
@@ -81,11 +85,11 @@ def score_run(run_id: str, seed: int) -> dict[str, dict[str, Any]]:
         out[served.name + "/" + task] = {
             "model": served.name, "task": task, "label_conditioned": conditioned,
             **old_protocol(embeddings, labels[task], songs, own, list(METHODS), seed),
-            **new_protocol(run.data.metrics, name, None)}
+            **new_protocol(test, name, None)}
         out["mfcc/" + task] = {
             "model": "MFCC statistics", "task": task, "label_conditioned": False,
             **old_protocol(mfcc, labels[task], songs, None, ["kmeans"], seed),
-            **new_protocol(run.data.metrics, task, "mfcc")}
+            **new_protocol(test, task, "mfcc")}
     return out
 
 
@@ -116,23 +120,32 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--overrides", default="", help="extra key=value config overrides for every run")
+    p.add_argument("--rescore", action="store_true", help="score the runs named in the last results "
+                   "file again (same tracking store) instead of training")
     args = p.parse_args()
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment(EXPERIMENT)
     os.environ["MLFLOW_EXPERIMENT_ID"] = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     rows: dict[str, dict[str, Any]] = {}
-    runs = {}
+    previous = json.loads(RESULTS.read_text()) if args.rescore else {}
+    runs = previous.get("runs", {})
     for name in args.models.split(","):
-        overrides = [f"train.epochs={args.epochs}", "tracking.system_metrics=false", *args.overrides.split()]
-        if name == "vade":
-            overrides.append(f"model.pretrain_epochs={args.epochs}")
-        runs[name] = train(["--model", name, "--overrides", " ".join(overrides)])
+        if not args.rescore:
+            overrides = [f"train.epochs={args.epochs}", "tracking.system_metrics=false",
+                         *args.overrides.split()]
+            if name == "vade":
+                overrides.append(f"model.pretrain_epochs={args.epochs}")
+            runs[name] = train(["--model", name, "--overrides", " ".join(overrides)])
         rows |= score_run(runs[name], seed=0)
+    if args.rescore:
+        args.epochs, args.overrides = previous["epochs"], previous["overrides"]
     ordered = [row for key, row in rows.items() if not key.startswith("mfcc/")]
     ordered += [rows[f"mfcc/{task}"] for task in TASKS]  # the same songs for every run: shown once
+    trained_at = {name: mlflow.get_run(run_id).data.tags.get("mlflow.source.git.commit")
+                  for name, run_id in runs.items()}
     RESULTS.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides, "runs": runs,
-                                   "rows": ordered}, indent=2) + "\n")
+                                   "trained_at_commit": trained_at, "rows": ordered}, indent=2) + "\n")
     print(markdown(ordered))
 
 

@@ -74,3 +74,14 @@ def test_vade_style_many_clusters_get_their_own_chance_level():
     scores_k3 = partition_scores(labels, rng.integers(0, 3, 30), None, Resampling(bootstrap=0))
     scores_k15 = partition_scores(labels, rng.integers(0, 15, 30), None, Resampling(bootstrap=0))
     assert scores_k15["nmi_chance_mean"] > scores_k3["nmi_chance_mean"] + 0.2
+
+
+def test_the_interval_holds_a_chance_level_score_despite_nmis_small_sample_bias():
+    """Resampled songs repeat, and NMI grows on fewer distinct points: the raw percentile interval
+    of a chance-level score lies above it. The bias-shifted interval holds the score."""
+    rng = np.random.default_rng(19)  # NMI 0.018: the raw 2.5% quantile of the resamples is above it
+    labels, predicted = np.repeat(np.arange(3), 7)[rng.permutation(21)], np.repeat(np.arange(3), 7)
+    scores = partition_scores(labels, predicted, None, Resampling())
+    assert scores["nmi_p_value"] > 0.05
+    assert scores["nmi_ci_low"] <= scores["nmi"] <= scores["nmi_ci_high"]
+    assert scores["ari_ci_low"] <= scores["ari"] <= scores["ari_ci_high"]
