@@ -22,8 +22,10 @@ def main(argv: list[str] | None = None) -> None:
         tracking.log_metrics({"prepare/build_seconds": cache.manifest["build_seconds"],
                               "prepare/skipped_songs": cache.manifest["skipped"]})
     skipped = cache.skipped
+    songs = cache.rows.groupby("song_id").split.first().value_counts()
     print(f"cache {cache.path}: {cache.manifest['windows']} windows from {cache.manifest['songs']} "
-          f"songs, {len(skipped)} skipped")
+          f"songs ({', '.join(f'{songs.get(s, 0)} {s}' for s in ('train', 'val', 'test'))}), "
+          f"{len(skipped)} skipped")
     for row in skipped.itertuples():
         print(f"  skipped {row.song}: {row.reason}", file=sys.stderr)
 

@@ -227,7 +227,7 @@ def test_prepare_entry_point_decodes_in_parallel_and_logs_the_dataset(corpus, tm
 
     overrides = tiny_overrides(tmp_path, "data.decode_workers=2")
     prepare(["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])
-    assert "windows from 12 songs, 0 skipped" in capsys.readouterr().out
+    assert "windows from 12 songs (4 train, 4 val, 4 test), 0 skipped" in capsys.readouterr().out
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "FINISHED" and run.inputs.dataset_inputs
     parallel = open_cache(tmp_path / "cache" / run.data.params["data.cache_digest"])
