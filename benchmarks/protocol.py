@@ -124,6 +124,52 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_rows(runs: dict[str, str]) -> list[dict[str, Any]]:
+    """Per trained run, from its logged metrics: what training reached (best epoch, reconstruction
+    per feature at initialisation and at the best epoch) and the test scores beside the same
+    network untrained (mean of its initialisations), ARI and the true labels' silhouette."""
+    rows = []
+    for name, run_id in runs.items():
+        metrics = mlflow.get_run(run_id).data.metrics
+        best = int(metrics["train/best_epoch"])
+        history = mlflow.MlflowClient().get_metric_history(run_id, "val/recon_per_feature")
+        at_best = next((m.value for m in history if m.step == best), None)
+        row: dict[str, Any] = {"model": name, "best_epoch": best,
+                               "epochs": int(metrics["train/epochs_run"]),
+                               "val_recon_per_feature_init": metrics.get("val/recon_per_feature_init"),
+                               "val_recon_per_feature_best": at_best}
+        for task in TASKS:
+            name_of = task if f"test/{task}/nmi" in metrics else f"{task}_conditioned"
+            for key in ("nmi", "ari", "silhouette_labels", "nmi_p_value", "untrained/nmi",
+                        "untrained/nmi_std", "untrained/nmi_p_value"):
+                row[f"{task}/{key}"] = metrics.get(f"test/{name_of}/{key}")
+            row[f"{task}/label_conditioned"] = name_of != task
+        rows.append(row)
+    return rows
+
+
+def run_markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(value: float | None, digits: int = 3) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    lines = ["| model | best epoch / run | val recon per feature: init -> best | task | test NMI (p) | "
+             "untrained NMI, mean +- std of 3 | ARI | silhouette (labels) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for task in TASKS:
+            if row[f"{task}/label_conditioned"]:
+                scores = "label-conditioned: no result | | |"
+            else:
+                scores = (f"{cell(row[f'{task}/nmi'])} ({cell(row[f'{task}/nmi_p_value'])}) | "
+                          f"{cell(row[f'{task}/untrained/nmi'])} +- "
+                          f"{cell(row[f'{task}/untrained/nmi_std'])} | "
+                          f"{cell(row[f'{task}/ari'])} | {cell(row[f'{task}/silhouette_labels'])}")
+            lines.append(f"| {row['model']} | {row['best_epoch']} / {row['epochs']} | "
+                         f"{cell(row['val_recon_per_feature_init'], 2)} -> "
+                         f"{cell(row['val_recon_per_feature_best'], 2)} | {task} | {scores} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
@@ -153,9 +199,12 @@ def main() -> None:
     ordered += [rows[f"mfcc/{task}"] for task in TASKS]  # the same songs for every run: shown once
     trained_at = {name: mlflow.get_run(run_id).data.tags.get("mlflow.source.git.commit")
                   for name, run_id in runs.items()}
+    trained = run_rows(runs)
     RESULTS.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides, "runs": runs,
-                                   "trained_at_commit": trained_at, "rows": ordered}, indent=2) + "\n")
+                                   "trained_at_commit": trained_at, "rows": ordered,
+                                   "runs_logged": trained}, indent=2) + "\n")
     print(markdown(ordered))
+    print(run_markdown(trained))
 
 
 if __name__ == "__main__":
