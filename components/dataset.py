@@ -10,10 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from components.feature_cache import FeatureCache
+from components.metric_names import TASKS  # the labels a batch carries
 from components.models import Batch
 from components.prefetch import Prefetching
-
-TASKS = ("genre", "language")
 
 
 class WindowDataset(Dataset):

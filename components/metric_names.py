@@ -4,6 +4,7 @@ writes them). Imports nothing heavy, so the registry and tables need no torch.""
 
 from __future__ import annotations
 
+TASKS = ("genre", "language")  # what songs are grouped by
 SELECT, REPORT = "val", "test"  # val scores select (objective, promotion); test scores report
 # Each headline score beside its chance level and interval.
 HEADLINE = ("nmi", "ami", "ari", "silhouette_labels", "nmi_chance_mean", "nmi_chance_p95",

@@ -23,10 +23,9 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from components.metric_names import HEADLINE, REPORT, SELECT, metric
+from components.metric_names import HEADLINE, REPORT, SELECT, TASKS, metric
 from components.tracking import connect, tracking_uri
 
-TASKS = ("genre", "language")
 PROMOTION_TASKS = (*TASKS, "both")
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
