@@ -206,24 +206,32 @@ def split_names(cache: FeatureCache) -> list[str]:
     return [split for split in (SELECT, REPORT) if split in present]
 
 
+def model_and_mfcc_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray], songs: np.ndarray,
+                          own: np.ndarray | None, rows: np.ndarray, cache: FeatureCache,
+                          protocol: Protocol, split: str, seed: int) -> dict[str, float | str]:
+    """A model's scores on one split's windows (cache rows) under the protocol, and those of the
+    MFCC statistics of the same windows beside them."""
+    from components.mfcc_baseline import mfcc_statistics
+
+    scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=seed)
+    return scores | protocol_scores(mfcc_statistics(cache, rows), labels, songs,
+                                    protocol.for_unconditioned(), split, variant="mfcc", seed=seed)
+
+
 def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str, Any],
                    device: torch.device, precision: Precision,
                    lyrics: tuple[dict[str, np.ndarray], int] | None = None,
                    ) -> tuple[dict[str, float | str], np.ndarray, dict[str, np.ndarray], WindowDataset]:
     """The model's and MFCC's scores on one split; also the unit-level points and label names
     for the projection figure, and the split's dataset."""
-    from components.mfcc_baseline import mfcc_statistics
-
     protocol = Protocol.from_config(config)
     dataset = WindowDataset(cache, split, lyrics)
     embeddings, labels, own = latent_means(model, dataset, device, precision,
                                            config["train"]["batch_size"])
     rows = labels.pop("row")
     songs = song_ids(cache, rows)
-    scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=config["seed"])
-    features = mfcc_statistics(cache, rows)
-    scores |= protocol_scores(features, labels, songs, protocol.for_unconditioned(), split,
-                              variant="mfcc", seed=config["seed"])
+    scores = model_and_mfcc_scores(embeddings, labels, songs, own, rows, cache, protocol, split,
+                                   config["seed"])
     points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
     names = {task: np.asarray(cache.vocab[task])[unit_labels[task]] for task in TASKS}
     return scores, points, names, dataset
@@ -293,11 +301,12 @@ def served_embeddings(served: EmbeddingModel, cache: FeatureCache, split: str,
     task [N], the song of each window [N], its own cluster ids [N] (VaDE) or None, cache rows [N]."""
     from components.embedding_model import CHUNK, InputError
 
-    rows = cache.rows[cache.rows.split == split].reset_index(drop=True)
-    if rows.empty:
+    # The dataset gives the split's rows, label indices and per-window lyrics; the windows are
+    # read raw, since the served model normalises with its own statistics.
+    dataset = WindowDataset(cache, split, lyrics)
+    if len(dataset) == 0:
         raise InputError(f"the corpus has no {split} songs to score")
-    labels = {task: rows[task].map({v: i for i, v in enumerate(cache.vocab[task])}).to_numpy(np.int64)
-              for task in TASKS}
+    rows = dataset.rows
     embeddings, own = [], []
     for start in range(0, len(rows), CHUNK):
         chunk = rows.iloc[start:start + CHUNK]
@@ -309,26 +318,19 @@ def served_embeddings(served: EmbeddingModel, cache: FeatureCache, split: str,
                 raise InputError(f"{served.name} is conditioned on {served.condition_on} and knows "
                                  f"{names}; this corpus has {unknown}: it cannot be scored by this model")
             request["label"] = chunk[served.condition_on].map(names.index).to_numpy(np.int64)
-        if served.lyrics_dim and lyrics is not None:
-            vectors, dim = lyrics
-            request["lyrics"] = np.stack([vectors.get(s, np.zeros(dim, np.float32))
-                                          for s in chunk.song_id]).astype(np.float32)
+        if served.lyrics_dim and dataset.lyrics is not None:
+            request["lyrics"] = dataset.lyrics[start:start + CHUNK]
         out = served.predict(None, request)
         embeddings.append(out["embedding"])
         if "cluster_model" in out:
             own.append(out["cluster_model"])
-    return (np.concatenate(embeddings), labels, rows.song_id.to_numpy(),
-            np.concatenate(own) if own else None, rows.row.to_numpy())
+    return (np.concatenate(embeddings), dict(dataset.labels), rows.song_id.to_numpy(),
+            np.concatenate(own) if own else None, dataset.row_ids)
 
 
 def served_scores(served: EmbeddingModel, cache: FeatureCache, split: str, protocol: Protocol,
                   seed: int, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
                   ) -> dict[str, float | str]:
     """A logged model's scores on one split of a cache under the protocol; MFCC beside them."""
-    from components.mfcc_baseline import mfcc_statistics
-
     embeddings, labels, songs, own, rows = served_embeddings(served, cache, split, lyrics)
-    scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=seed)
-    features = mfcc_statistics(cache, rows)
-    return scores | protocol_scores(features, labels, songs, protocol.for_unconditioned(), split,
-                                    variant="mfcc", seed=seed)
+    return model_and_mfcc_scores(embeddings, labels, songs, own, rows, cache, protocol, split, seed)
