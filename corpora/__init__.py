@@ -1,0 +1,1 @@
+"""Scripts that build evaluation corpora from outside sources (not run by CI)."""
