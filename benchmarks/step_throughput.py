@@ -9,7 +9,8 @@ Each (architecture, variant) runs the trainer's recipe (autocast as train.amp ch
 backward, clipping, fused Adam; benchmarks.trainer_overhead's bare loop) on one random batch
 already on the device: two warm-up steps (torch.compile compiles there, timed apart), then
 `steps` timed steps. On CUDA also the peak allocated GPU memory of the timed steps. Variants:
-eager; channels_last (train.channels_last); compile (train.compile=default).
+eager; channels_last (train.channels_last); compile (train.compile=default); cpu_preset
+(experiments/presets/cpu.yaml: 64 x 646 features). Each row also gives the parameter count.
 Writes benchmarks/results/step_throughput_<device>.json.
 """
 
@@ -24,10 +25,11 @@ import torch
 
 from benchmarks.trainer_overhead import bare_loop
 from components.config import PROJECT_ROOT, load_config
-from components.models import MODELS, build_model, input_shape_of
+from components.models import MODELS, build_model, count_parameters, input_shape_of
 from components.training import prepare_model, resolve_device
 
-VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile": ["train.compile=default"]}
+VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile": ["train.compile=default"],
+            "cpu_preset": ["preset=cpu"]}
 GB = 2**30
 
 
@@ -53,7 +55,8 @@ def measure(name: str, variant: str, steps: int, size: int, overrides: list[str]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = bare_loop(model, [batch] * steps, config, 1, fused=True)
-    result = {"model": name, "variant": variant, "samples_per_s": round(steps * size / seconds, 2),
+    result = {"model": name, "variant": variant, "input": list(input_shape_of(config)),
+              "parameters": count_parameters(model), "samples_per_s": round(steps * size / seconds, 2),
               "step_s": round(seconds / steps, 4), "warm_up_s": round(warm_up, 1)}
     if device.type == "cuda":
         result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / GB, 2)

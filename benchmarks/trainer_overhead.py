@@ -1,7 +1,8 @@
 """The project's trainer against a bare PyTorch loop: same full-size model, batch 32, same
 precision, data in memory, in one process; samples/s of both and their ratio.
 
-    python -m benchmarks.trainer_overhead [--models conv_vae,vade] [--songs-per-cell 4] [--epochs 2]
+    python -m benchmarks.trainer_overhead [--models conv_vae,vade] [--songs-per-cell 4] [--epochs 6]
+        [--variants before,inline,background] [--no-default-adam] [--out results/trainer_overhead.json]
 
 The data is the real cache of a generated corpus at the report's features (128 x 1292 float16
 memory map, read through the project's loader); the bare loop gets the same normalised train
@@ -15,15 +16,20 @@ loss sums and the progress bar. Each epoch it also validates, clusters the valid
 and writes a checkpoint: work the bare loop does not do, reported apart as seconds per epoch.
 Those per-epoch seconds are split into validation pass, clustering score, checkpoint and
 logging; fit_without_validation_over_bare leaves out the first two (model work, not overhead).
-The trainer runs twice: checkpoints written inline, and in the background
-(train.async_checkpoint). Order: the fused bare loop, the two trainers, the fused bare loop again
-(the machine is noisy; both runs show), then the default-Adam bare loop.
-Writes benchmarks/results/trainer_overhead.json.
+The trainer runs once per variant: `before`, the checkpoints as they were written up to
+train.checkpoint_every (last.pt with the Adam state after every epoch, and best.pt as a second,
+weights-only write after every improving epoch); `inline` and `background`, the config's
+checkpoint_every (train.async_checkpoint inline or background; best.pt a hard link or a host copy).
+`--overrides train.checkpoint_every=5 --epochs 6` measures one every-5th write and the final one.
+Order: the fused bare loop, the trainers, the fused bare loop again (the machine is noisy; both
+runs show), then the default-Adam bare loop (--no-default-adam skips it).
+Writes benchmarks/results/trainer_overhead.json (or --out), keeping models not rerun.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -32,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -126,8 +133,8 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
                           on_epoch=timed("logging", tracking.log_metrics),
                           epoch_scorer=timed("scoring", scorer), tasks=(*TASKS, "row"))
         trainer._train_epoch = timed("train_phase", trainer._train_epoch)
-        trainer.checkpoints.save = timed("checkpoint", trainer.checkpoints.save)
-        trainer.checkpoints.wait = timed("checkpoint", trainer.checkpoints.wait)
+        for method in ("save", "flush", "wait"):  # flush writes the last epoch when fit ends
+            setattr(trainer.checkpoints, method, timed("checkpoint", getattr(trainer.checkpoints, method)))
         validate = training.evaluate_loss
         training.evaluate_loss = timed("validation", validate)
         started = time.perf_counter()
@@ -139,8 +146,20 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
         return trainer, seconds | {"fit": time.perf_counter() - started}
 
 
-def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
-            folder: Path) -> dict[str, Any]:
+VARIANTS = ("before", "inline", "background")
+
+
+def variant_config(config: dict[str, Any], variant: str) -> dict[str, Any]:
+    variant_config = copy.deepcopy(config)
+    train = variant_config["train"]
+    train["async_checkpoint"] = "inline" if variant == "before" else variant
+    if variant == "before":
+        train["checkpoint_every"] = 1
+    return variant_config
+
+
+def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, folder: Path,
+            variants: list[str], default_adam: bool) -> dict[str, Any]:
     config = adapt_to_data(load_config(name, [*overrides, f"train.epochs={epochs}",
                                               f"train.early_stopping_patience={epochs}",
                                               "model.pretrain_epochs=0"]), cache.vocab, None)
@@ -158,13 +177,15 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
     bare_loop(fresh_model(), batches[:1], config, 1, fused=True)  # warm kernels and allocator, untimed
     bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     fits = {}
-    for writes in ("inline", "background"):  # train.async_checkpoint
-        variant = copy.deepcopy(config)
-        variant["train"]["async_checkpoint"] = writes
-        fits[writes] = trainer_fit(fresh_model(), cache, variant, folder)[1]
+    for variant in variants:
+        # Without hard links the writer falls back to best.pt as a second, weights-only write:
+        # with a write after every epoch, exactly what it did before checkpoint_every.
+        links = mock.patch.object(os, "link", side_effect=OSError("no links: the old second write"))
+        with links if variant == "before" else contextlib.nullcontext():
+            fits[variant] = trainer_fit(fresh_model(), cache, variant_config(config, variant), folder)[1]
     bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     bare = (bare_first + bare_again) / 2
-    plain = bare_loop(fresh_model(), batches, config, epochs, fused=False)
+    plain = bare_loop(fresh_model(), batches, config, epochs, fused=False) if default_adam else None
     precision = choose_precision(device, config["train"]["amp"]).label
 
     def trainer_result(parts: dict[str, float]) -> dict[str, Any]:
@@ -174,7 +195,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
         return {
             "train_phase_samples_per_s": round(samples / parts["train_phase"], 3),
             "train_phase_over_bare": round(bare / parts["train_phase"], 3),
-            "over_bare_default_adam": round(plain / parts["train_phase"], 3),
+            "over_bare_default_adam": round(plain / parts["train_phase"], 3) if plain else None,
             "fit_without_validation_over_bare": round(bare / platform, 3),
             "fit_samples_per_s": round(samples / parts["fit"], 3),
             "fit_over_bare": round(bare / parts["fit"], 3),
@@ -184,11 +205,12 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int,
     return {
         "model": name, "device": str(device), "precision": precision,
         "batch": size, "train_windows": len(train_set), "val_windows": len(WindowDataset(cache, "val")),
-        "epochs": epochs,
+        "epochs": epochs, "checkpoint_every": {v: variant_config(config, v)["train"]["checkpoint_every"]
+                                               for v in variants},
         "bare_samples_per_s": round(samples / bare, 3),
         "bare_runs_s": [round(bare_first, 1), round(bare_again, 1)],
-        "bare_default_adam_samples_per_s": round(samples / plain, 3),
-        "trainer": {writes: trainer_result(parts) for writes, parts in fits.items()},
+        "bare_default_adam_samples_per_s": round(samples / plain, 3) if plain else None,
+        "trainer": {variant: trainer_result(parts) for variant, parts in fits.items()},
     }
 
 
@@ -197,20 +219,29 @@ def main() -> None:
     p.add_argument("--models", default="conv_vae,vade")
     p.add_argument("--songs-per-cell", type=int, default=4)
     p.add_argument("--seconds", type=float, default=90.0, help="length of each generated song")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"trainer runs, of {', '.join(VARIANTS)}")
+    p.add_argument("--no-default-adam", action="store_true", help="skip the default-Adam bare loop")
+    p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. train.amp=false")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="trainer-overhead-") as tmp:
         folder = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
         cache, overrides = stand_in(folder, args.songs_per_cell, args.seconds, args.overrides)
-        results = [measure(name, cache, overrides, args.epochs, folder) for name in args.models.split(",")]
-    if RESULTS.exists():  # models not rerun keep their last numbers
+        variants = args.variants.split(",")
+        if unknown := set(variants) - set(VARIANTS):
+            p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+        results = [measure(name, cache, overrides, args.epochs, folder, variants, not args.no_default_adam)
+                   for name in args.models.split(",")]
+    if args.out.exists():  # models not rerun keep their last numbers
         rerun = {r["model"] for r in results}
-        results = [r for r in json.loads(RESULTS.read_text())["models"] if r["model"] not in rerun] + results
+        results = [r for r in json.loads(args.out.read_text())["models"] if r["model"] not in rerun] + results
     result = {"threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "models": results}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    for r in results:  # the headline: the whole fit against the bare loop, per variant
+        print(r["model"], {v: t["fit_over_bare"] for v, t in r["trainer"].items()})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from components.error_summary import first_line
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 DEFAULTS_FILE = EXPERIMENTS_DIR / "defaults.yaml"
+PRESETS_DIR = EXPERIMENTS_DIR / "presets"
 
 
 class ConfigError(ValueError):
@@ -135,8 +136,34 @@ def experiment_file(model_name: str) -> Path:
     return EXPERIMENTS_DIR / f"{model_name}.yaml"
 
 
+def presets() -> list[str]:
+    """Names of the presets in experiments/presets/."""
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
+
+
+def _apply_presets(config: dict[str, Any], names: Any) -> dict[str, Any]:
+    """Merge experiments/presets/<name>.yaml for each name of `preset` ('cpu' or 'report,cpu'), in
+    order, with the same key and type checks as any override."""
+    if names is None:
+        return config
+    if not isinstance(names, str) or not names.strip():
+        raise ConfigError(f"preset={names!r} must be a preset name or a comma-separated list of "
+                          f"them; presets: {', '.join(presets())}")
+    for name in (part.strip() for part in names.split(",")):
+        path = PRESETS_DIR / f"{name}.yaml"
+        if not path.exists():
+            close = difflib.get_close_matches(name, presets(), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"preset '{name}' does not exist ({path.relative_to(PROJECT_ROOT)}).{hint} "
+                              f"Presets: {', '.join(presets())}")
+        config = _merge(config, _read_yaml(path), str(path.relative_to(PROJECT_ROOT)))
+    return config
+
+
 def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Resolve defaults <- experiments/<model_name>.yaml <- overrides, rejecting unknown keys and types."""
+    """Resolve defaults <- experiments/<model_name>.yaml <- presets <- overrides, rejecting unknown
+    keys and types. The `preset` key (e.g. the override preset=report) names files of
+    experiments/presets/ applied before the other overrides, whatever their order."""
     from components.models import MODELS  # late: models import config for their defaults
 
     if model_name not in MODELS:
@@ -148,8 +175,10 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
     if not path.exists():
         raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
     config = _merge(config, _read_yaml(path), str(path.relative_to(PROJECT_ROOT)))
-    if overrides:
-        config = _merge(config, parse_overrides(overrides), "override")
+    changes = parse_overrides(overrides or [])
+    config = _merge(config, {"preset": changes.pop("preset", config["preset"])}, "override")
+    config = _apply_presets(config, config["preset"])
+    config = _merge(config, changes, "override")
     if config["model"]["name"] != model_name:
         raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
     check_protocol(config)
@@ -209,6 +238,8 @@ def check_protocol(config: dict[str, Any]) -> None:
     _in_range("data.val_fraction", data["val_fraction"], 0.01, 0.9,
               "validation songs drive early stopping, so it cannot be 0")
     _in_range("data.test_fraction", data["test_fraction"], 0.0, 0.9, "0.0 drops the test split")
+    _in_range("train.checkpoint_every", config["train"]["checkpoint_every"], 1, 1_000_000,
+              "epochs between checkpoint writes; 1 writes after every epoch")
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = "
                           f"{data['val_fraction'] + data['test_fraction']} leaves no train songs; "

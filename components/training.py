@@ -73,18 +73,18 @@ class Precision:
 
 
 def choose_precision(device: torch.device, amp: bool) -> Precision:
-    """float16 + GradScaler on CUDA; bfloat16 on CPU only where oneDNN has bf16 kernels.
+    """float16 + GradScaler on CUDA; float32 on CPU.
 
-    Without them (this project's AMD EPYC CI machines) bf16 convolutions fall back to slow
-    reference kernels, 11-12x slower than fp32 (benchmarks/cpu_precision.py), so AMP is off there.
+    bfloat16 autocast on CPU was slower than float32 on both CPUs measured: 11-12x on AMD EPYC
+    without oneDNN bf16 kernels (reference fallbacks), about 2x on one that reports them
+    (benchmarks/cpu_precision.py), so train.amp applies to CUDA only.
     """
     if not amp:
         return Precision(None, False, "train.amp=false")
     if device.type == "cuda":
         return Precision(torch.float16, True, "CUDA float16 autocast with GradScaler")
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return Precision(torch.bfloat16, False, "CPU bfloat16 autocast (oneDNN bf16 kernels present)")
-    return Precision(None, False, "AMP requested, but this CPU has no bf16 kernels: float32")
+    return Precision(None, False, "AMP requested: CUDA only, float32 on this device (bf16 autocast was "
+                                  "slower than float32 on every CPU measured)")
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
@@ -184,12 +184,46 @@ def embed_loader(model: VAE, loader: DataLoader, device: torch.device,
         yield batch, mu.float().cpu()
 
 
+def fan_in(param: torch.Tensor) -> int:
+    """Inputs per output of a weight, by torch's own init convention (dim 1 x kernel); 1 for
+    biases and norm scales."""
+    return param.shape[1] * math.prod(param.shape[2:]) if param.dim() > 1 else 1
+
+
+def lr_groups(params: Iterable[torch.nn.Parameter], train: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parameter groups whose lr is train.lr x min(1, train.lr_fan_in_reference / fan-in).
+
+    Adam moves every weight by about lr per step whatever its gradient's size, so a layer's
+    output moves by about lr x fan-in x |input|. The conv VAEs' mu and logvar layers read
+    163,840 features: at one lr for all, their outputs jumped ~0.7 per step and the training KL
+    reached 1e6 within 8 steps. Scaling each weight's lr by 1/fan-in (muP's rule for Adam) keeps
+    every layer's output step the same size. null: one lr for all (the report's recipe)."""
+    reference = train["lr_fan_in_reference"]
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for param in params:
+        scale = 1.0 if reference is None else min(1.0, reference / fan_in(param))
+        groups.setdefault(scale, []).append(param)
+    return [{"params": members, "lr": train["lr"] * scale} for scale, members in groups.items()]
+
+
+def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device) -> None:
+    """BatchNorm's running statistics recomputed over the train windows with the epoch's final
+    weights (torch's update_bn: reset, then a cumulative average over one forward pass).
+
+    The running averages (momentum 0.1) trail weights that move every step; eval mode reads them,
+    and the conv VAEs' mu layers sum 163,840 normalised features, so a lag in them moved the
+    eval-mode latent means far from the train-mode ones (val KL 1,650 against train 275 after two
+    epochs at lr 1e-3). Costs one forward pass over the train windows, no backward."""
+    with torch.no_grad():
+        torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in loader), model)
+
+
 def make_optimizer(params: Iterable[torch.nn.Parameter], train: dict[str, Any],
                    device: torch.device) -> torch.optim.Adam:
-    """Adam with the config's lr and weight decay, fused into one kernel on CPU and CUDA: the
-    default per-tensor loop took 1.5 s of a 2.6 s full-size VaDE step on a 2-core CPU, the fused
-    one 0.16 s (benchmarks/trainer_overhead.py). Same update rule."""
-    return torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"],
+    """Adam with the config's lr (per fan-in, lr_groups) and weight decay, fused into one kernel on
+    CPU and CUDA: the default per-tensor loop took 1.5 s of a 2.6 s full-size VaDE step on a 2-core
+    CPU, the fused one 0.16 s (benchmarks/trainer_overhead.py). Same update rule."""
+    return torch.optim.Adam(lr_groups(params, train), lr=train["lr"], weight_decay=train["weight_decay"],
                             fused=device.type in ("cpu", "cuda"))
 
 
@@ -231,7 +265,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.scaler else None
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoints = checkpoint.Writer(self.checkpoint_dir,
-                                             writes_in_background(train["async_checkpoint"], self.device))
+                                             writes_in_background(train["async_checkpoint"], self.device),
+                                             # a run resumed from before the key: as then
+                                             train.get("checkpoint_every", 1))
         self.run_id = run_id
         self.on_epoch = on_epoch or (lambda metrics, step: None)
         self.epoch_scorer = epoch_scorer  # e.g. validation NMI per epoch, for curves and pruning
@@ -240,7 +276,9 @@ class Trainer:
         self.startup_seconds: float | None = None
 
     def resume(self) -> bool:
-        """Load checkpoint_dir/last.pt when it exists; True when training continues from it."""
+        """Load checkpoint_dir/last.pt when it exists; True when training continues from it, after
+        its epoch (state.epoch): the last written one, which with train.checkpoint_every > 1 can
+        be earlier than the last epoch the interrupted run finished."""
         path = self.checkpoint_dir / checkpoint.LAST
         if not path.exists():
             return False
@@ -251,6 +289,7 @@ class Trainer:
             self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = saved["state"]
+        self.checkpoints.written_epoch = self.state.epoch
         return True
 
     def _train_epoch(self, loader: DataLoader, epoch: int) -> dict[str, float]:
@@ -304,18 +343,30 @@ class Trainer:
         self.startup_seconds = seconds_since_process_start()
 
     def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> TrainState:
-        """Train until train.epochs or early stopping; checkpoints after every epoch. Returns
-        (or raises) only once the last checkpoint is on disk."""
+        """Train until train.epochs or early stopping; checkpoints after every
+        train.checkpoint_every-th epoch, the last one, and the last finished one when interrupted
+        between epochs. Returns (or raises) only once the last checkpoint is on disk."""
         try:
             self._fit(train_loader, val_loader)
         except BaseException:
             # Errors name the last good checkpoint, and a pruned or interrupted run may be
-            # resumed at once: finish the write in flight first, keeping the first error.
+            # resumed at once: write the last finished epoch if the weights are still its, and
+            # finish the write in flight, keeping the first error.
             try:
+                self.checkpoints.flush()
                 self.checkpoints.wait()
             except OSError as err:
                 print(f"warning: {err}", file=sys.stderr)
+            written = self.checkpoints.written_epoch
+            if written is None and self.state.epoch >= 0:
+                print(f"note: no checkpoint was written to {self.checkpoint_dir} (train.checkpoint_every="
+                      f"{self.checkpoints.every}); a rerun starts from epoch 0", file=sys.stderr)
+            elif written is not None and written < self.state.epoch:
+                print(f"note: {self.checkpoint_dir / checkpoint.LAST} holds epoch {written}, the last "
+                      f"finished one was {self.state.epoch}: a resume trains epochs {written + 1}-"
+                      f"{self.state.epoch} again", file=sys.stderr)
             raise
+        self.checkpoints.flush()
         self.checkpoints.wait()
         return self.state
 
@@ -339,8 +390,11 @@ class Trainer:
             if self.state.epochs_without_improvement >= patience:
                 break
             started = time.perf_counter()
+            self.checkpoints.forget()  # an epoch not yet written can no longer be
             reseed_for_epoch(train_loader, self.config["seed"], epoch)
             train_terms = self._train_epoch(train_loader, epoch)
+            if train["precise_bn"]:
+                recompute_batchnorm(self.model, train_loader, self.device)
             validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
                                        keep_means=self.epoch_scorer is not None, tasks=self.tasks)
             val_terms = validation.terms
@@ -375,4 +429,4 @@ class Trainer:
         """Put the best-validation weights back into the model (after fit)."""
         path = self.checkpoint_dir / checkpoint.BEST
         if path.exists():
-            self.model.load_state_dict(checkpoint.load(path)["model"])
+            self.model.load_state_dict(checkpoint.load(path, mmap=True)["model"])

@@ -8,8 +8,8 @@ import yaml
 from components.config import PROJECT_ROOT, ConfigError, config_hash, load_config, parse_overrides
 
 
-def test_defaults_hold_the_report_training_settings():
-    train = load_config("conv_vae")["train"]
+def test_the_report_preset_holds_the_report_training_settings():
+    train = load_config("conv_vae", ["preset=report"])["train"]
     assert (train["batch_size"], train["epochs"], train["lr"], train["weight_decay"],
             train["early_stopping_patience"], train["grad_clip"], train["amp"]) == \
         (32, 100, 1e-4, 1e-4, 15, 0.5, True)
@@ -70,3 +70,20 @@ def test_a_protocol_typo_stops_training_before_any_data_is_read(tmp_path, corpus
     with pytest.raises(ConfigError, match="eval.method"):
         train(["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])
     assert not (tmp_path / "cache").exists()  # failed at load, before prepare
+
+
+def test_presets_apply_over_the_model_file_and_under_explicit_overrides() -> None:
+    report = load_config("conv_vae", ["train.lr=3e-4", "preset=report"])
+    assert report["preset"] == "report"
+    assert report["train"]["lr_fan_in_reference"] is None and report["train"]["batch_size"] == 32
+    assert report["train"]["lr"] == 3e-4  # an explicit override wins, whatever its position
+    both = load_config("vade", ["preset=report,cpu"])
+    assert (both["features"]["n_mels"], both["features"]["hop_length"]) == (64, 1024)
+    assert both["model"]["n_clusters"] == 15  # the model's own file still applies
+    assert load_config("conv_vae")["features"]["n_mels"] == 128  # the report's features stay the default
+
+
+@pytest.mark.parametrize("preset, message", [("reprt", "Did you mean report"), ("[report]", "preset name")])
+def test_an_unknown_preset_is_refused_with_the_list(preset: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config("conv_vae", [f"preset={preset}"])

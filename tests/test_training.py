@@ -183,8 +183,7 @@ def test_precision_choice():
     assert choose_precision(torch.device("cuda"), True).scaler
     assert choose_precision(torch.device("cpu"), False).dtype is None
     cpu = choose_precision(torch.device("cpu"), True)
-    has_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert cpu.dtype == (torch.bfloat16 if has_bf16 else None) and not cpu.scaler
+    assert cpu.dtype is None and not cpu.scaler  # bf16 autocast was slower than float32 on every CPU
 
 
 def test_grad_scaler_skips_are_counted_and_an_epoch_of_only_skips_stops(tiny_config, tmp_path):
@@ -248,6 +247,134 @@ def test_a_resumed_run_continues_the_data_order(tiny_config, tmp_path):
         return data.requested
 
     straight, interrupted = run(tmp_path / "straight", [3]), run(tmp_path / "interrupted", [1, 3])
-    # 3 batches of the reconstruction at initialisation, then 3 per epoch.
-    assert interrupted == straight and len(straight) == 12
-    assert straight[3:6] != straight[6:9]  # epochs differ in order
+    # 3 batches of the reconstruction at initialisation, then per epoch 3 to train and 3 for the
+    # BatchNorm statistics (train.precise_bn).
+    assert interrupted == straight and len(straight) == 3 + 3 * 6
+    assert straight[3:6] != straight[9:12]  # epochs differ in order
+
+
+def _on_disk_epoch(directory) -> int | None:
+    path = directory / checkpoint.LAST
+    return checkpoint.load(path)["state"].epoch if path.exists() else None
+
+
+class _InterruptedAt:
+    """Batches that raise KeyboardInterrupt after the first optimizer step of one epoch: a Ctrl-C
+    mid-epoch, when the weights are no longer those of any finished epoch."""
+
+    def __init__(self, batches: list[dict], trainer: Trainer, epoch: int) -> None:
+        self.batches, self.trainer, self.epoch = batches, trainer, epoch
+        train_epoch = trainer._train_epoch
+
+        def noting_the_epoch(loader, epoch):
+            self.training = epoch
+            return train_epoch(loader, epoch)
+        trainer._train_epoch = noting_the_epoch
+        self.training: int | None = None
+
+    def __iter__(self):
+        for step, batch in enumerate(self.batches):
+            if self.training == self.epoch and step == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def test_cadence_writes_every_nth_and_the_last_epoch_and_a_killed_run_resumes_the_last_written(
+        tiny_config, tmp_path, capsys):
+    config = tiny_config("basic_vae", "train.epochs=5", "train.checkpoint_every=2")
+    torch.manual_seed(0)
+    model = build_model("basic_vae", config)
+    batches, val = _batches(model, 2), _batches(model, 1, seed=3)
+    initial = copy.deepcopy(model.state_dict())
+
+    straight = Trainer(model, config, tmp_path / "straight")
+    on_disk = []
+    straight.on_epoch = lambda metrics, epoch: on_disk.append(_on_disk_epoch(tmp_path / "straight"))
+    straight.fit(batches, val)
+    assert on_disk == [None, 1, 1, 3, 3] and _on_disk_epoch(tmp_path / "straight") == 4  # the last
+
+    torch.manual_seed(0)
+    interrupted = Trainer(build_model("basic_vae", config), config, tmp_path / "killed")
+    interrupted.model.load_state_dict(initial)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(_InterruptedAt(batches, interrupted, epoch=3), val)
+    assert interrupted.state.epoch == 2 and _on_disk_epoch(tmp_path / "killed") == 1
+    assert "last.pt holds epoch 1, the last finished one was 2: a resume trains epochs 2-2 again" in (
+        capsys.readouterr().err)
+
+    resumed = Trainer(build_model("basic_vae", config), config, tmp_path / "killed")
+    assert resumed.resume() and resumed.state.epoch == 1 and len(resumed.state.history) == 2
+    resumed.fit(batches, val)
+    for (key, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), key  # epochs 2-4 trained again from epoch 1's weights, Adam and RNG
+
+
+def test_an_interruption_between_epochs_writes_the_last_finished_epoch(tiny_config, tmp_path):
+    config = tiny_config("basic_vae", "train.epochs=6", "train.checkpoint_every=5")
+    model = build_model("basic_vae", config)
+    trainer = Trainer(model, config, tmp_path / "ckpt")
+
+    def prune_after_epoch_2(metrics, epoch):  # as optuna.TrialPruned or a Ctrl-C while logging
+        if epoch == 2:
+            raise KeyboardInterrupt
+    trainer.on_epoch = prune_after_epoch_2
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
+    resumed = Trainer(build_model("basic_vae", config), config, tmp_path / "ckpt")
+    assert resumed.resume() and resumed.state.epoch == 2
+    for a, b in zip(trainer.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    moments = [(a, b) for state_a, state_b in zip(trainer.optimizer.state_dict()["state"].values(),
+                                                  resumed.optimizer.state_dict()["state"].values())
+               for a, b in zip(state_a.values(), state_b.values())]
+    assert moments and all(torch.equal(a, b) for a, b in moments)
+
+
+@pytest.mark.parametrize(("writes", "links"), [("inline", True), ("background", True), ("inline", False)])
+def test_best_pt_holds_the_best_epochs_weights_written_or_not(tiny_config, tmp_path, monkeypatch,
+                                                               writes, links):
+    from components import training
+
+    # Validation losses by epoch: the best epoch 2 falls between writes (epochs 1, 3, 5), epoch 1
+    # was the best when it was written. The two calls before epoch 0 are the initial reconstruction.
+    losses = iter([9.0, 9.0, 5.0, 4.0, 1.0, 3.0, 6.0, 7.0])
+
+    def validation(*args, **kwargs):
+        loss = next(losses)
+        return training.Validation({"total": loss, "recon": loss, "kl": 0.0})
+    monkeypatch.setattr(training, "evaluate_loss", validation)
+    if not links:  # a file system without hard links: best.pt is then a weights-only second write
+        monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError("no links")))
+    config = tiny_config("basic_vae", "train.epochs=6", "train.checkpoint_every=2",
+                         f"train.async_checkpoint={writes}")
+    model = build_model("basic_vae", config)
+    folder = tmp_path / "ckpt"
+    trainer = Trainer(model, config, folder)
+    weights, linked = {}, {}
+
+    def after_epoch(metrics, epoch):
+        weights[epoch] = copy.deepcopy(model.state_dict())
+        trainer.checkpoints.wait()
+        if (folder / checkpoint.BEST).exists():
+            linked[epoch] = os.path.samefile(folder / checkpoint.BEST, folder / checkpoint.LAST)
+        if epoch == 3:  # best.pt never older than the best epoch last.pt names
+            assert checkpoint.load(folder / checkpoint.LAST)["state"].best_epoch == 2
+            assert all(torch.equal(weights[2][k], v)
+                       for k, v in checkpoint.load(folder / checkpoint.BEST)["model"].items())
+    trainer.on_epoch = after_epoch
+    trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
+
+    assert linked == {1: links, 2: links, 3: False, 4: False, 5: False}  # written at 1, 3, 5
+    best = checkpoint.load(folder / checkpoint.BEST)
+    assert best["state"].best_epoch == 2 and "optimizer" not in best  # the weights alone
+    assert not torch.equal(weights[2]["fc_mu.weight"], weights[5]["fc_mu.weight"])
+    assert all(torch.equal(weights[2][k], v) for k, v in best["model"].items())
+    trainer.load_best()
+    assert all(torch.equal(weights[2][k], v) for k, v in model.state_dict().items())
+
+
+def test_checkpoint_every_below_one_is_refused_when_the_config_loads(tiny_config):
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.checkpoint_every=0 must be in \[1, "):
+        tiny_config("basic_vae", "train.checkpoint_every=0")
