@@ -57,7 +57,7 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert [m.step for m in peaks] == [0, 1, 2]  # each epoch, then after evaluation and logging
     assert 100 < peaks[0].value <= peaks[-1].value  # a high-water mark, in MB
     params = run.data.params
-    assert params["train.lr"] == "0.0001" and params["model.name"] == "conv_vae"
+    assert params["train.lr"] == "0.001" and params["model.name"] == "conv_vae"
     assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
     assert {"device", "config_hash", "precision"} <= set(run.data.tags)
     assert not any(name.startswith(("genre/", "language/", "baseline/")) for name in run.data.metrics)
