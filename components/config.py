@@ -240,6 +240,8 @@ def check_protocol(config: dict[str, Any]) -> None:
     _in_range("data.test_fraction", data["test_fraction"], 0.0, 0.9, "0.0 drops the test split")
     _in_range("train.checkpoint_every", config["train"]["checkpoint_every"], 1, 1_000_000,
               "epochs between checkpoint writes; 1 writes after every epoch")
+    _in_range("train.precise_bn_batches", config["train"]["precise_bn_batches"], 0, 1_000_000,
+              "train batches the BatchNorm statistics are recomputed over after each epoch; 0 = off")
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = "
                           f"{data['val_fraction'] + data['test_fraction']} leaves no train songs; "

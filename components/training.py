@@ -7,6 +7,7 @@ through a callback, so it never imports MLflow.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 import time
@@ -206,16 +207,18 @@ def lr_groups(params: Iterable[torch.nn.Parameter], train: dict[str, Any]) -> li
     return [{"params": members, "lr": train["lr"] * scale} for scale, members in groups.items()]
 
 
-def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device) -> None:
-    """BatchNorm's running statistics recomputed over the train windows with the epoch's final
-    weights (torch's update_bn: reset, then a cumulative average over one forward pass).
+def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, batches: int) -> None:
+    """BatchNorm's running statistics recomputed over (at most `batches` batches of) the train
+    windows with the epoch's final weights (torch's update_bn: reset, then a cumulative average
+    over one forward pass; the cap bounds its cost on large corpora, as fvcore's PreciseBN does).
 
     The running averages (momentum 0.1) trail weights that move every step; eval mode reads them,
     and the conv VAEs' mu layers sum 163,840 normalised features, so a lag in them moved the
     eval-mode latent means far from the train-mode ones (val KL 1,650 against train 275 after two
-    epochs at lr 1e-3). Costs one forward pass over the train windows, no backward."""
+    epochs at lr 1e-3). Costs a forward pass over those windows, no backward."""
     with torch.no_grad():
-        torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in loader), model)
+        first = itertools.islice(loader, batches)
+        torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in first), model)
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], train: dict[str, Any],
@@ -393,8 +396,8 @@ class Trainer:
             self.checkpoints.forget()  # an epoch not yet written can no longer be
             reseed_for_epoch(train_loader, self.config["seed"], epoch)
             train_terms = self._train_epoch(train_loader, epoch)
-            if train["precise_bn"]:
-                recompute_batchnorm(self.model, train_loader, self.device)
+            if train["precise_bn_batches"]:
+                recompute_batchnorm(self.model, train_loader, self.device, train["precise_bn_batches"])
             validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
                                        keep_means=self.epoch_scorer is not None, tasks=self.tasks)
             val_terms = validation.terms

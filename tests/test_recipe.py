@@ -43,18 +43,20 @@ def test_groups_follow_torch_fan_in_convention_and_keep_every_parameter() -> Non
     assert [g["lr"] for g in off] == [1e-3]
 
 
-@pytest.mark.parametrize("precise_bn", [True, False])
-def test_batchnorm_statistics_are_those_of_the_final_weights(tiny_config, tmp_path, precise_bn) -> None:
-    config = tiny_config("conv_vae", f"train.precise_bn={str(precise_bn).lower()}", "train.epochs=1",
-                         "train.lr=1e-2")
+@pytest.mark.parametrize("batches, recomputed_over", [(64, 3), (1, 1), (0, 0)])
+def test_batchnorm_statistics_are_those_of_the_final_weights(tiny_config, tmp_path, batches,
+                                                             recomputed_over) -> None:
+    config = tiny_config("conv_vae", f"train.precise_bn_batches={batches}", "train.epochs=1", "train.lr=1e-2")
     torch.manual_seed(0)
     model = build_model("conv_vae", config)
     n_mels, frames = model.input_shape
-    batches = [{"mel": torch.randn(4, 1, n_mels, frames) + i, "genre": torch.zeros(4, dtype=torch.long),
-                "language": torch.zeros(4, dtype=torch.long)} for i in range(3)]
-    Trainer(model, config, tmp_path).fit(batches, batches[:1])
+    data = [{"mel": torch.randn(4, 1, n_mels, frames) + i, "genre": torch.zeros(4, dtype=torch.long),
+             "language": torch.zeros(4, dtype=torch.long)} for i in range(3)]
+    Trainer(model, config, tmp_path).fit(data, data[:1])
     conv, norm = model.encoder[0][0], model.encoder[0][1]  # the first BatchNorm reads the first conv
     with torch.no_grad():
-        expected = conv(torch.cat([b["mel"] for b in batches])).mean(dim=(0, 2, 3))
-    matches = torch.allclose(norm.running_mean, expected, atol=1e-4)
-    assert matches == precise_bn  # without it: a momentum average over weights that kept moving
+        means = [conv(torch.cat([b["mel"] for b in data[:n]])).mean(dim=(0, 2, 3)) for n in (1, 3)]
+    matches = [torch.allclose(norm.running_mean, mean, atol=1e-4) for mean in means]
+    # recomputed over the first `batches` batches with the final weights; 0: the momentum average
+    # over weights that kept moving, which matches neither
+    assert matches == [recomputed_over == 1, recomputed_over == 3]

@@ -248,7 +248,7 @@ def test_a_resumed_run_continues_the_data_order(tiny_config, tmp_path):
 
     straight, interrupted = run(tmp_path / "straight", [3]), run(tmp_path / "interrupted", [1, 3])
     # 3 batches of the reconstruction at initialisation, then per epoch 3 to train and 3 for the
-    # BatchNorm statistics (train.precise_bn).
+    # BatchNorm statistics (train.precise_bn_batches).
     assert interrupted == straight and len(straight) == 3 + 3 * 6
     assert straight[3:6] != straight[9:12]  # epochs differ in order
 
