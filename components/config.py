@@ -231,6 +231,8 @@ def check_protocol(config: dict[str, Any]) -> None:
     _in_range("eval.confidence", evaluation["confidence"], 0.5, 0.999, "0.95 is the default")
     _in_range("eval.alpha", evaluation["alpha"], 0.0001, 0.5, "0.05 is the default")
     _in_range("eval.folds", evaluation["folds"], 1, 100, "1 = one train/val/test split")
+    _in_range("train.epochs", config["train"]["epochs"], 1, 1_000_000,
+              "at least 1: with 0 the logged model is the untrained initialisation")
     _in_range("eval.untrained_inits", evaluation["untrained_inits"], 0, 100,
               "0 turns the untrained baseline off; 3 is the default")
     _in_range("data.fold", data["fold"], 0, evaluation["folds"] - 1,

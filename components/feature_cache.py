@@ -110,16 +110,34 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_duplicate_audio(songs: list[Song], audio: dict[str, str]) -> None:
+    """One recording under two song ids could sit in train and test at once: identical audio
+    bytes (audio: song id -> content digest) are an error naming every id that shares them.
+    Empty files are left to the decoder, which skips and reports them."""
+    by_content: dict[str, list[Song]] = {}
+    for song in songs:
+        if song.path.stat().st_size > 0:
+            by_content.setdefault(audio[song.song_id], []).append(song)
+    shared = [group for group in by_content.values() if len(group) > 1]
+    if shared:
+        listed = "\n  ".join(", ".join(f"'{s.song_id}' ({s.path})" for s in group) for group in shared)
+        raise CatalogError(f"the same audio (identical bytes) is listed under more than one song_id, so one "
+                           f"recording could land in two splits:\n  {listed}\nKeep one row per "
+                           f"recording: delete the others from metadata.csv (or the folder).")
+
+
 def input_digest(catalog: Catalog, spec: FeatureSpec) -> str:
     """Everything that determines the cache content: audio bytes, labels, lyrics (and a split
-    column), feature settings, format."""
+    column), feature settings, format. Refuses audio listed twice (refuse_duplicate_audio)."""
+    audio = {song.song_id: _file_digest(song.path) for song in catalog.songs}
+    refuse_duplicate_audio(catalog.songs, audio)
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "features": asdict(spec)}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for song in sorted(catalog.songs, key=lambda s: s.song_id):
         lyrics = _file_digest(song.lyrics_path) if song.lyrics_path else ""
         fields = (song.song_id, song.language, song.genre, song.split or "",
-                  _file_digest(song.path), lyrics)
+                  audio[song.song_id], lyrics)
         digest.update("\x1f".join(fields).encode() + b"\x1e")
     return digest.hexdigest()[:20]
 

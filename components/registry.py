@@ -122,6 +122,11 @@ def _finished_run(client: MlflowClient, run_id: str) -> Run:
     if not run.data.tags.get("model"):
         raise RegistryError(f"run {run_id} has no `model` tag: it is not a training run of "
                             f"pipelines.train; promote a run made by `mlflow run . -P model=...`")
+    best_epoch = run.data.metrics.get("train/best_epoch", -1)
+    if best_epoch < 0:  # e.g. train.epochs=0: its logged model is the untrained initialisation
+        raise RegistryError(f"run {run_id} completed no training epoch (train/best_epoch "
+                            f"{run.data.metrics.get('train/best_epoch', 'missing')}): its model is "
+                            f"untrained. Train with train.epochs >= 1 and promote that run")
     return run
 
 

@@ -52,6 +52,8 @@ def test_conda_env_carries_the_same_pins_as_requirements():
     ("eval.other_methods=[gmm, typo]", "eval.other_methods entry='typo' is not one of"),
     ("eval.unit=track", "eval.unit='track' is not one of window, song"),
     ("eval.folds=0", r"eval.folds=0 must be in \[1, 100\]"),
+    ("train.epochs=0", "with 0 the logged model is the untrained initialisation"),
+    ("train.precise_bn_batches=-1", r"train.precise_bn_batches=-1 must be in \[0, 1000000\]"),
     ("data.val_fraction=0.0", "validation songs drive early stopping"),
     ("data.test_fraction=-0.5", r"data.test_fraction=-0.5 must be in \[0.0, 0.9\]"),
     ("data.test_fraction=0.5", "leaves no train songs"),

@@ -211,6 +211,18 @@ def test_duplicate_ids_and_escaping_paths_are_errors(tmp_path):
     assert "escapes the data root" in str(err.value)
 
 
+def test_the_same_audio_under_two_ids_is_an_error_naming_both(corpus, tmp_path, tiny_config):
+    metadata = _copy_corpus(corpus, tmp_path / "data")
+    first = read_catalog(metadata).songs[0]
+    copy = metadata.parent / "audio" / f"copy{first.path.suffix}"
+    shutil.copyfile(first.path, copy)  # another file name, the same recording
+    _append_rows(metadata, [["again", f"audio/{copy.name}", first.language, first.genre, ""]])
+    with pytest.raises(CatalogError, match="identical bytes") as err:
+        prepare_features(_tiny_config(tiny_config, metadata))
+    assert f"'{first.song_id}'" in str(err.value) and "'again'" in str(err.value)
+    assert not list(tmp_path.glob("**/.building-*"))  # refused before any decoding
+
+
 def test_song_rejected_for_too_short_audio(tmp_path):
     from components.audio import song_windows
     with pytest.raises(SongRejected, match="too short"):

@@ -22,13 +22,13 @@ from tests.conftest import tiny_overrides
 
 
 def training_run(model: str = "conv_vae", genre: float = 0.4, language: float = 0.2,
-                 tags: dict[str, str] | None = None, with_model: bool = True) -> str:
+                 tags: dict[str, str] | None = None, with_model: bool = True, best_epoch: int = 2) -> str:
     """A finished run shaped like pipelines.train's: headline scores on val (genre, language) and on
     test (their opposites, 1 - value: a promotion that read test scores would rank runs backwards),
     the `model` tag and a real logged pytorch model whose bias holds `genre`, so a loaded champion
     shows which run it is. A conditioned label is scored under <label>_conditioned, as train does."""
     conditioned = (tags or {}).get("label_conditioned")
-    metrics = {}
+    metrics = {"train/best_epoch": best_epoch, "train/epochs_run": best_epoch + 1}
     for label, value in (("genre", genre), ("language", language)):
         name = f"{label}_conditioned" if label == conditioned else label
         for split, score in (("val", value), ("test", 1 - value)):
@@ -183,6 +183,9 @@ def test_runs_without_a_model_or_unfinished_are_refused_with_the_fix(mlflow_stor
         promote(running, "genre")
     with pytest.raises(RegistryError, match="no run 'f00'"):
         promote("f00", "genre")
+    untrained = training_run(best_epoch=-1)  # what train.epochs=0 logged: scores of the initial weights
+    with pytest.raises(RegistryError, match=f"run {untrained} completed no training epoch.*epochs >= 1"):
+        promote(untrained, "genre")
     assert client.search_registered_models() == []  # nothing half-registered
 
 
