@@ -12,8 +12,12 @@ from sklearn.decomposition import PCA  # noqa: E402
 
 
 def latent_projection(embeddings: np.ndarray, labels: dict[str, np.ndarray], title: str) -> Figure:
-    """PCA to 2-D, one panel per task, points coloured by that task's true label."""
-    points = PCA(n_components=2, random_state=0).fit_transform(embeddings)
+    """PCA to 2-D, one panel per task, points coloured by that task's true label. A 1-d latent or a
+    single point still draws (PC 2, or both, at 0) instead of failing the run after training."""
+    components = min(2, *embeddings.shape)
+    points = np.zeros((len(embeddings), 2))
+    if components > 0 and len(embeddings) > 1:
+        points[:, :components] = PCA(n_components=components, random_state=0).fit_transform(embeddings)
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 5), squeeze=False)
     for ax, (task, values) in zip(axes[0], labels.items()):
         for value in sorted(set(values)):

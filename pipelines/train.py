@@ -123,15 +123,17 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     state = trainer.fit(train_loader, loader_for(val_set, config, False, trainer.device))
 
     trainer.load_best()
-    scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
-    tracking.log_metrics(scores | {"train/best_epoch": state.best_epoch,
-                                   "train/epochs_run": state.epoch + 1})
-    for path, figure in figures.items():
-        tracking.log_figure(figure, path)
+    tracking.log_metrics({"train/best_epoch": state.best_epoch, "train/epochs_run": state.epoch + 1})
+    # The model is logged before evaluation, so a failure there (a degenerate split, a plot) ends
+    # the run FAILED with the trained weights kept, not lost.
     served, example = build_embedding_model(trainer.model, cache, config, lyrics, trainer.device,
                                             trainer.precision)
     model_uri = tracking.log_model(served, example)
-    tracking.set_tags({"model_uri": model_uri})  # what promotion registers
+    tracking.set_tags({"model_uri": model_uri})  # what promotion registers (a FINISHED run only)
+    scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
+    tracking.log_metrics(scores)
+    for path, figure in figures.items():
+        tracking.log_figure(figure, path)
     tracking.log_peak_memory(trainer.device, state.epoch + 1)  # evaluation and model logging included
     print("\n".join([f"run {run_id} finished: model {model_uri}",
                      *headline_lines(scores, Protocol.from_config(config))]))

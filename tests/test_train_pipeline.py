@@ -108,6 +108,28 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, corpus, mlflow_store)
         train([*_args(tmp_path, corpus, "train.epochs=1", "model.latent_dim=4"), "--resume", run_id])
 
 
+def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflow_store, monkeypatch):
+    import pipelines.train as pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+    monkeypatch.setattr(pipeline, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        train(_args(tmp_path, corpus, "train.epochs=1"))
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.info.status == "FAILED" and run.data.metrics["train/best_epoch"] == 0
+    served = mlflow.pyfunc.load_model(run.data.tags["model_uri"])  # the trained weights, logged
+    assert served.metadata is not None
+
+
+def test_a_one_dimensional_latent_or_a_single_point_still_draws_its_projection():
+    from components.plots import latent_projection
+    labels = {"genre": np.array(["pop", "rock", "pop"])}
+    for embeddings in (np.random.default_rng(0).normal(size=(3, 1)), np.ones((1, 4))):
+        figure = latent_projection(embeddings, {k: v[: len(embeddings)] for k, v in labels.items()}, "t")
+        assert len(figure.axes[0].collections) == len(set(labels["genre"][: len(embeddings)]))
+
+
 def test_batch_larger_than_data_is_a_clear_error(tmp_path, corpus, mlflow_store):
     from components.config import ConfigError
     with pytest.raises(ConfigError, match="train.batch_size=100000 is larger"):
