@@ -5,24 +5,24 @@ precision, data in memory, in one process; samples/s of both and their ratio.
         [--variants before,inline,background] [--no-default-adam] [--out results/trainer_overhead.json]
 
 The data is the real cache of a generated corpus at the report's features (128 x 1292 float16
-memory map, read through the project's loader); the bare loop gets the same normalised train
-batches as tensors already in memory and does the same recipe (forward, loss, backward, global
-grad-norm clipping, Adam with the config's weight decay), nothing else: once with torch's
-default Adam, as a researcher writes it first, and once with the fused Adam the trainer uses
-(the overhead of the platform itself is the trainer against the latter). The trainer runs
-inside an MLflow run with logging on (per-epoch metrics, async, and MLflow's system metrics),
-as `pipelines.train` runs it: its train phase adds the loader, the finite-loss check, per-term
-loss sums and the progress bar. Each epoch it also validates, clusters the validation means
-and writes a checkpoint: work the bare loop does not do, reported apart as seconds per epoch.
-Those per-epoch seconds are split into validation pass, clustering score, checkpoint and
-logging; fit_without_validation_over_bare leaves out the first two (model work, not overhead).
+memory map, read through the project's loader); the bare loop gets the same normalised batches as
+tensors already in memory and does the same recipe with nothing around it: forward, loss,
+backward, global grad-norm clipping, the fused Adam the trainer uses, and after each epoch the
+recipe's model work, BatchNorm statistics recomputed (train.precise_bn_batches) and the
+validation loss that early stopping reads. fit_over_bare is the trainer's whole fit against that
+loop: what the platform costs (loader, finite-loss checks, progress bar, per-epoch clustering
+score, checkpoints, logging). The same loop without the after-epoch work (train_phase_over_bare)
+and with torch's default Adam, as a researcher writes it first (over_bare_default_adam), is timed
+once each. The trainer runs inside an MLflow run with logging on (per-epoch metrics, async, and
+MLflow's system metrics), as `pipelines.train` runs it; its per-epoch seconds are split into train
+phase, BatchNorm pass, validation pass, clustering score, checkpoint and logging.
 The trainer runs once per variant: `before`, the checkpoints as they were written up to
 train.checkpoint_every (last.pt with the Adam state after every epoch, and best.pt as a second,
 weights-only write after every improving epoch); `inline` and `background`, the config's
-checkpoint_every (train.async_checkpoint inline or background; best.pt a hard link or a host copy).
-`--overrides train.checkpoint_every=5 --epochs 6` measures one every-5th write and the final one.
-Order: the fused bare loop, the trainers, the fused bare loop again (the machine is noisy; both
-runs show), then the default-Adam bare loop (--no-default-adam skips it).
+checkpoint_every (auto by default; train.async_checkpoint inline or background; best.pt a hard
+link or a host copy). `--overrides train.checkpoint_every=5` measures an every-5th cadence.
+Order: the train-only bare loop, the bare loop, the trainers, the bare loop again (the machine is
+noisy; both runs show), then the default-Adam loop (--no-default-adam skips it).
 Writes benchmarks/results/trainer_overhead.json (or --out), keeping models not rerun.
 """
 
@@ -49,6 +49,7 @@ from components.dataset import TASKS, WindowDataset, loader_for, make_loader
 from components.demo_corpus import generate_demo_corpus
 from components.feature_cache import FeatureCache
 from components.models import adapt_to_data, build_model
+from components.models.base import AFTER_WARMUP
 from components.preparation import prepare_features
 from components.training import (
     Trainer,
@@ -75,23 +76,32 @@ def stand_in(folder: Path, songs_per_cell: int, seconds: float,
 
 
 def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: dict[str, Any],
-              epochs: int, fused: bool) -> float:
+              epochs: int, fused: bool, val_batches: list[dict[str, torch.Tensor]] | None = None) -> float:
     """Seconds for `epochs` passes of forward, loss, backward, clip, step over in-memory batches:
-    the trainer's optimizer and step (make_optimizer, optimizer_step), or torch's default Adam."""
+    the trainer's optimizer and step (make_optimizer, optimizer_step), or torch's default Adam.
+    With val_batches, also the recipe's model work after each epoch, as a researcher's own loop
+    with early stopping does it: BatchNorm statistics recomputed (train.precise_bn_batches) and
+    the validation loss."""
     device = next(model.parameters()).device
     precision = choose_precision(device, config["train"]["amp"])
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
     train = config["train"]
     optimizer = (make_optimizer(model.parameters(), train, device) if fused else
                  torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"]))
-    model.train()
     started = time.perf_counter()
     for epoch in range(epochs):
+        model.train()
         for batch in batches:
             with autocast(device, precision):
                 out = model(batch)
             loss = model.loss(batch, out, epoch)["total"]
             optimizer_step(loss, optimizer, scaler, model.parameters(), train["grad_clip"])
+        if val_batches is not None:
+            if train["precise_bn_batches"]:
+                training.recompute_batchnorm(model, batches, device, train["precise_bn_batches"])
+            model.eval()
+            with torch.no_grad(), autocast(device, precision):
+                sum(float(model.loss(b, model(b), AFTER_WARMUP)["total"]) for b in val_batches)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - started
@@ -104,7 +114,8 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
     (what the loop waits for), metric logging, and the whole fit."""
     train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
     seed = config["seed"]
-    seconds = dict.fromkeys(("train_phase", "validation", "scoring", "checkpoint", "logging"), 0.0)
+    seconds = dict.fromkeys(("train_phase", "batchnorm", "validation", "scoring", "checkpoint", "logging"),
+                            0.0)
 
     inside: set[str] = set()  # a save waits on the previous write: count that time once
 
@@ -135,14 +146,15 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
         trainer._train_epoch = timed("train_phase", trainer._train_epoch)
         for method in ("save", "flush", "wait"):  # flush writes the last epoch when fit ends
             setattr(trainer.checkpoints, method, timed("checkpoint", getattr(trainer.checkpoints, method)))
-        validate = training.evaluate_loss
+        validate, batchnorm = training.evaluate_loss, training.recompute_batchnorm
         training.evaluate_loss = timed("validation", validate)
+        training.recompute_batchnorm = timed("batchnorm", batchnorm)
         started = time.perf_counter()
         try:
             trainer.fit(loader_for(train_set, config, True, trainer.device),
                         loader_for(val_set, config, False, trainer.device))
         finally:
-            training.evaluate_loss = validate
+            training.evaluate_loss, training.recompute_batchnorm = validate, batchnorm
         return trainer, seconds | {"fit": time.perf_counter() - started}
 
 
@@ -174,8 +186,11 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
         torch.manual_seed(config["seed"])
         return build_model(name, config).to(device)
 
+    val_batches = [to_device(b, device) for b in make_loader(WindowDataset(cache, "val"), size, False,
+                                                             config["seed"])]
     bare_loop(fresh_model(), batches[:1], config, 1, fused=True)  # warm kernels and allocator, untimed
-    bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True)
+    train_only = bare_loop(fresh_model(), batches, config, epochs, fused=True)
+    bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True, val_batches=val_batches)
     fits = {}
     for variant in variants:
         # Without hard links the writer falls back to best.pt as a second, weights-only write:
@@ -183,20 +198,19 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
         links = mock.patch.object(os, "link", side_effect=OSError("no links: the old second write"))
         with links if variant == "before" else contextlib.nullcontext():
             fits[variant] = trainer_fit(fresh_model(), cache, variant_config(config, variant), folder)[1]
-    bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True)
-    bare = (bare_first + bare_again) / 2
+    bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True, val_batches=val_batches)
+    bare = (bare_first + bare_again) / 2  # with the recipe's model work
     plain = bare_loop(fresh_model(), batches, config, epochs, fused=False) if default_adam else None
     precision = choose_precision(device, config["train"]["amp"]).label
 
     def trainer_result(parts: dict[str, float]) -> dict[str, Any]:
-        # The platform's own cost: everything but the validation pass and its clustering score,
-        # which are model work the bare loop skips (early stopping and NMI curves need them).
-        platform = parts["fit"] - parts["validation"] - parts["scoring"]
+        # Without the after-epoch passes and the clustering score: against the train-only loop.
+        platform = parts["fit"] - parts["validation"] - parts["scoring"] - parts["batchnorm"]
         return {
             "train_phase_samples_per_s": round(samples / parts["train_phase"], 3),
-            "train_phase_over_bare": round(bare / parts["train_phase"], 3),
+            "train_phase_over_bare": round(train_only / parts["train_phase"], 3),
             "over_bare_default_adam": round(plain / parts["train_phase"], 3) if plain else None,
-            "fit_without_validation_over_bare": round(bare / platform, 3),
+            "fit_without_validation_over_train_only_bare": round(train_only / platform, 3),
             "fit_samples_per_s": round(samples / parts["fit"], 3),
             "fit_over_bare": round(bare / parts["fit"], 3),
             "per_epoch_s": {part: round(value / epochs, 2) for part, value in parts.items()},
@@ -207,6 +221,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
         "batch": size, "train_windows": len(train_set), "val_windows": len(WindowDataset(cache, "val")),
         "epochs": epochs, "checkpoint_every": {v: variant_config(config, v)["train"]["checkpoint_every"]
                                                for v in variants},
+        "bare_train_only_s": round(train_only, 1),
         "bare_samples_per_s": round(samples / bare, 3),
         "bare_runs_s": [round(bare_first, 1), round(bare_again, 1)],
         "bare_default_adam_samples_per_s": round(samples / plain, 3) if plain else None,

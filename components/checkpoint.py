@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,12 @@ def _weights_only(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in ("optimizer", "scaler", "torch_rng")}
 
 
+def _finished(payload: dict[str, Any]) -> dict[str, Any]:
+    """The last.pt of a fit that ended (epochs reached or early stopping): no epoch is left to
+    train, so no Adam state (two thirds of VaDE's 2.0 GB) to resume it with."""
+    return payload | {"optimizer": None, "scaler": None}
+
+
 def _write(directory: Path, payload: dict[str, Any], best: bool,
            earlier_best: dict[str, Any] | None = None) -> None:
     """last.pt <- payload; best.pt <- the same file when this epoch is the best (a hard link: no
@@ -102,9 +109,16 @@ def _host_copy(value: Any) -> Any:
     return value
 
 
+AUTO = "auto"
+# With train.checkpoint_every=auto, the share of the fit the loop may spend on checkpoint writes.
+AUTO_SHARE = 0.05
+
+
 class Writer:
     """Writes a run's last.pt (model, optimizer, scaler, loop state, config) after every
-    `every`-th epoch, and best.pt (what evaluation loads) so that it always holds the best epoch
+    `every`-th epoch (or, with every="auto", after the first epoch and then after the first epoch
+    ending at least 1/AUTO_SHARE times the last write's seconds after it: writes then take about
+    5% of the fit whatever the epoch and model size), and best.pt (what evaluation loads) so that it always holds the best epoch
     that last.pt names; inline or on one background thread.
 
     A full-size VaDE's last.pt is 2.0 GB (weights and both Adam moments): 5-11 s on a disk that
@@ -125,11 +139,14 @@ class Writer:
     background write raises at that wait.
     """
 
-    def __init__(self, directory: Path, background: bool, every: int = 1) -> None:
-        if every < 1:
-            raise ConfigError(f"train.checkpoint_every={every} must be at least 1 (1 = every epoch)")
+    def __init__(self, directory: Path, background: bool, every: int | str = 1) -> None:
+        if every != AUTO and (not isinstance(every, int) or every < 1):
+            raise ConfigError(f"train.checkpoint_every={every!r} must be {AUTO} or an integer of at least 1 "
+                              f"(1 = every epoch)")
         self.directory = directory
         self.every = every
+        self._write_seconds: float | None = None  # what the loop waited for the last write
+        self._written_at = 0.0  # time.perf_counter() when that write was done
         self.written_epoch: int | None = None  # the epoch of the newest last.pt this writer wrote
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if background else None
         self._pending: Future | None = None
@@ -149,7 +166,7 @@ class Writer:
         self.wait()
         payload = _payload(model_name, config, state, model, optimizer, scaler, run_id)
         self._unwritten = (payload, best)
-        if (state.epoch + 1) % self.every == 0:
+        if self._due(state.epoch):
             self.flush()
         elif best:  # kept until a later write, since the next epochs change the weights in place
             self._keep_best(payload)
@@ -163,19 +180,32 @@ class Writer:
             self._best_weights[name].copy_(value)
         self._best_payload = _weights_only(payload) | {"model": self._best_weights}
 
-    def flush(self) -> None:
-        """Write the recorded epoch, if any (and the best epoch not yet in best.pt before it)."""
+    def _due(self, epoch: int) -> bool:
+        if self.every != AUTO:
+            return (epoch + 1) % self.every == 0
+        if self._write_seconds is None:  # the first write measures what one costs
+            return True
+        return time.perf_counter() - self._written_at >= self._write_seconds / AUTO_SHARE
+
+    def flush(self, finished: bool = False) -> None:
+        """Write the recorded epoch, if any (and the best epoch not yet in best.pt before it);
+        finished: the fit ended after it, so last.pt needs no optimizer state."""
         if self._unwritten is None:
             return
+        started = time.perf_counter()
         self.wait()
         (payload, best), self._unwritten = self._unwritten, None
         earlier_best, self._best_payload = (None if best else self._best_payload), None
         self.written_epoch = payload["state"]["epoch"]
+        if finished:
+            payload = _finished(payload)
         if self._executor is None:
             _write(self.directory, payload, best, earlier_best)
         else:  # earlier_best is already a host copy, which only a later save overwrites (after wait)
             self._pending = self._executor.submit(_write, self.directory, _host_copy(payload), best,
                                                   earlier_best)
+        self._written_at = time.perf_counter()
+        self._write_seconds = self._written_at - started
 
     def forget(self) -> None:
         """The weights are about to change: the recorded epoch can no longer be written."""

@@ -57,9 +57,16 @@ def _unknown_key_error(key: str, known: list[str], source: str) -> ConfigError:
     )
 
 
+# Keys whose default is a word (e.g. auto) that also take a number of this type.
+ALSO_ACCEPTS: dict[str, type] = {"train.checkpoint_every": int}
+
+
 def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
-    """Accept value only if it has the default's type (ints pass for floats; null defaults take anything)."""
+    """Accept value only if it has the default's type (ints pass for floats; null defaults take
+    anything; ALSO_ACCEPTS names the second type of a few keys)."""
     if default is None or value is None:
+        return value
+    if isinstance(value, ALSO_ACCEPTS.get(key, ())) and not isinstance(value, bool):
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -72,7 +79,8 @@ def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise ConfigError(
-            f"{source}: '{key}' must be {type(default).__name__} like the default {default!r}, "
+            f"{source}: '{key}' must be {type(default).__name__} like the default {default!r}"
+            f"{f' or {ALSO_ACCEPTS[key].__name__}' if key in ALSO_ACCEPTS else ''}, "
             f"got {value!r} ({type(value).__name__})"
         )
     return value
@@ -240,8 +248,11 @@ def check_protocol(config: dict[str, Any]) -> None:
     _in_range("data.val_fraction", data["val_fraction"], 0.01, 0.9,
               "validation songs drive early stopping, so it cannot be 0")
     _in_range("data.test_fraction", data["test_fraction"], 0.0, 0.9, "0.0 drops the test split")
-    _in_range("train.checkpoint_every", config["train"]["checkpoint_every"], 1, 1_000_000,
-              "epochs between checkpoint writes; 1 writes after every epoch")
+    if isinstance(config["train"]["checkpoint_every"], str):
+        _choice("train.checkpoint_every", config["train"]["checkpoint_every"], ("auto", "<an integer >= 1>"))
+    else:
+        _in_range("train.checkpoint_every", config["train"]["checkpoint_every"], 1, 1_000_000,
+                  "epochs between checkpoint writes (1 writes after every epoch), or auto")
     _in_range("train.precise_bn_batches", config["train"]["precise_bn_batches"], 0, 1_000_000,
               "train batches the BatchNorm statistics are recomputed over after each epoch; 0 = off")
     if data["val_fraction"] + data["test_fraction"] >= 1:

@@ -278,9 +278,11 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
         mlflow.set_tags(text)
 
 
-def log_missing_epochs(history: list[dict[str, float]]) -> None:
+def log_missing_epochs(history: list[dict[str, float]]) -> set[int]:
     """After a resume: re-log epochs the checkpoint saw but MLflow never received (a kill between
-    the checkpoint write and the async flush), so each epoch appears exactly once."""
+    the checkpoint write and the async flush), so each epoch appears exactly once. Returns the
+    epochs MLflow now holds: those after the checkpoint's were logged by the killed process and
+    are trained again, but not logged again."""
     client = mlflow.MlflowClient()
     logged = {m.step for m in client.get_metric_history(active_run_id(), "train/loss")}
     for entry in history:
@@ -288,6 +290,7 @@ def log_missing_epochs(history: list[dict[str, float]]) -> None:
         if epoch not in logged:
             metrics = {k: v for k, v in entry.items() if k != "epoch"}
             mlflow.log_metrics(metrics, step=epoch, synchronous=True)
+    return logged | {int(entry["epoch"]) for entry in history}
 
 
 def set_tags(tags: dict[str, str]) -> None:

@@ -269,8 +269,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoints = checkpoint.Writer(self.checkpoint_dir,
                                              writes_in_background(train["async_checkpoint"], self.device),
-                                             # a run resumed from before the key: as then
-                                             train.get("checkpoint_every", 1))
+                                             train["checkpoint_every"])
         self.run_id = run_id
         self.on_epoch = on_epoch or (lambda metrics, step: None)
         self.epoch_scorer = epoch_scorer  # e.g. validation NMI per epoch, for curves and pruning
@@ -287,7 +286,8 @@ class Trainer:
             return False
         saved = checkpoint.load(path)
         self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        if saved["optimizer"] is not None:  # None: the fit had ended, no epoch is left to train
+            self.optimizer.load_state_dict(saved["optimizer"])
         if self.scaler is not None and saved["scaler"] is not None:
             self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["torch_rng"])
@@ -369,7 +369,7 @@ class Trainer:
                       f"finished one was {self.state.epoch}: a resume trains epochs {written + 1}-"
                       f"{self.state.epoch} again", file=sys.stderr)
             raise
-        self.checkpoints.flush()
+        self.checkpoints.flush(finished=True)
         self.checkpoints.wait()
         return self.state
 

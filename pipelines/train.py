@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from components import checkpoint, tracking
 from components.aggregation import to_unit
 from components.checkpoint import TrainState
 from components.clustering import nmi_per_task
-from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten
+from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten, set_dotted
 from components.cross_validation import fold_summary, summary_lines
 from components.dataset import TASKS, WindowDataset, loader_for
 from components.embedding_model import build_embedding_model
@@ -45,14 +46,26 @@ def checkpoint_dir(config: dict[str, Any], run_id: str) -> Path:
     return (root if root.is_absolute() else PROJECT_ROOT / root) / run_id
 
 
+# Keys that change how a model trains, added after runs were checkpointed without them: a run
+# from before resumes with the value that trains as it did.
+ADDED_KEYS = {"train.lr_fan_in_reference": None, "train.precise_bn_batches": 0}
+
+
 def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """A resumed run keeps the config it started with; a different one would be another run."""
+    """A resumed run keeps the config it started with; a different one would be another run. Keys
+    its checkpoint predates are filled in (ADDED_KEYS, else today's value) and named."""
     saved = checkpoint.load(directory / checkpoint.LAST)["config"]
-    changed = {k: (v, flatten(config).get(k)) for k, v in flatten(saved).items()
-               if flatten(config).get(k) != v}
+    now, then = flatten(config), flatten(saved)
+    changed = {k: (v, now.get(k)) for k, v in then.items() if now.get(k) != v}
     if changed:
         raise ConfigError(f"resuming {directory.name} with a different config: {changed}. "
                           f"Resume with the original settings, or start a new run.")
+    added = {k: ADDED_KEYS.get(k, v) for k, v in now.items() if k not in then}
+    for key, value in added.items():
+        set_dotted(saved, key, value)
+    if added:
+        print(f"note: {directory / checkpoint.LAST} predates the settings {added}; the run resumes "
+              f"with these values (as it trained)", file=sys.stderr)
     return saved
 
 
@@ -94,9 +107,12 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     if len(val_set) == 0:
         raise ConfigError("the validation split is empty; set data.val_fraction > 0")
 
+    logged: set[int] = set()  # epochs MLflow already holds (a resumed run's)
+
     def after_epoch(metrics: dict[str, float], epoch: int) -> None:
-        tracking.log_metrics(metrics, epoch)
-        tracking.log_peak_memory(trainer.device, epoch)
+        if epoch not in logged:  # a killed run's epochs after its last checkpoint: trained again
+            tracking.log_metrics(metrics, epoch)
+            tracking.log_peak_memory(trainer.device, epoch)
         if on_epoch is not None:
             on_epoch(metrics, epoch)
 
@@ -112,7 +128,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     train_loader = loader_for(train_set, config, True, trainer.device)
     if trainer.resume():
         print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
-        tracking.log_missing_epochs(trainer.state.history)
+        logged |= tracking.log_missing_epochs(trainer.state.history)
     elif config["model"]["pretrain_epochs"] > 0:
         pretrained = pretrain_and_init_mixture(
             trainer.model, train_loader, config, trainer.device, trainer.precision,

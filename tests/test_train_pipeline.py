@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -151,3 +152,51 @@ def test_cvae_own_label_score_never_appears_under_a_headline_name(tmp_path, corp
     assert model_genre == [] and "val/genre_nmi" not in metrics
     printed = capsys.readouterr().out
     assert "test genre: not an unsupervised result" in printed and "test genre (songs" not in printed
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL after an epoch was logged: nothing in the process runs after it."""
+
+
+def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlflow_store, monkeypatch):
+    import pipelines.train as pipeline
+    from components import checkpoint, tracking
+    from components.config import load_config
+
+    flush = checkpoint.Writer.flush
+    monkeypatch.setattr(checkpoint.Writer, "flush", lambda self, *a, **k: (
+        None if isinstance(sys.exc_info()[1], _Killed) else flush(self, *a, **k)))  # no flush: a kill
+
+    def killed_after_epoch_2(metrics, epoch):
+        if epoch == 2:
+            raise _Killed
+    extra = ("train.epochs=4", "train.early_stopping_patience=10", "train.checkpoint_every=2")
+    config = load_config("conv_vae", [*tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", *extra),
+                                      f"data.source={corpus}"])
+    with pytest.raises(_Killed), tracking.run(config, run_name="killed"):  # as main() runs it
+        run_id = tracking.active_run_id()
+        pipeline.train(config, on_epoch=killed_after_epoch_2)
+    args = _args(tmp_path, corpus, *extra)
+    last = tmp_path / "checkpoints" / run_id / checkpoint.LAST
+    assert checkpoint.load(last)["state"].epoch == 1  # epoch 2 was logged, never written
+
+    assert train([*args, "--resume", run_id]) == run_id
+    for name in ("train/loss", "val/loss", "val/recon_per_feature"):
+        steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, name)]
+        assert sorted(steps) == [0, 1, 2, 3], name
+
+
+def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_path, capsys):
+    from components import checkpoint
+    from components.config import load_config
+    from pipelines.train import config_for_resume
+
+    config = load_config("basic_vae", tiny_overrides(tmp_path))
+    old = copy.deepcopy(config)
+    for key in ("lr_fan_in_reference", "precise_bn_batches", "checkpoint_every"):
+        del old["train"][key]
+    checkpoint.atomic_save({"config": old, "state": {}}, tmp_path / checkpoint.LAST)
+    resumed = config_for_resume(config, tmp_path)
+    assert resumed["train"]["lr_fan_in_reference"] is None and resumed["train"]["precise_bn_batches"] == 0
+    assert resumed["train"]["checkpoint_every"] == config["train"]["checkpoint_every"]
+    assert "predates the settings" in capsys.readouterr().err

@@ -43,7 +43,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, t
 
 @pytest.mark.parametrize("writes", ["inline", "background"])
 def test_resume_restores_model_optimizer_and_loop_state(tiny_config, tmp_path, writes):
-    config = tiny_config("basic_vae", "train.epochs=2", f"train.async_checkpoint={writes}")
+    # Every epoch written by the cadence, so last.pt keeps the Adam state a finished fit drops.
+    config = tiny_config("basic_vae", "train.epochs=2", f"train.async_checkpoint={writes}",
+                         "train.checkpoint_every=1")
     model = build_model("basic_vae", config)
     first = Trainer(model, config, tmp_path / "ckpt")
     first.fit(_batches(model, 2), _batches(model, 1, seed=3))
@@ -57,8 +59,8 @@ def test_resume_restores_model_optimizer_and_loop_state(tiny_config, tmp_path, w
 
 
 def _checkpoint_tensors(path):
-    saved = checkpoint.load(path)  # best.pt holds no optimizer state
-    moments = saved.get("optimizer", {"state": {}})["state"].values()
+    saved = checkpoint.load(path)  # best.pt, and last.pt once the fit ended, hold no optimizer state
+    moments = (saved.get("optimizer") or {"state": {}})["state"].values()
     return saved["state"], saved["model"], [t for state in moments for t in state.values()]
 
 
@@ -378,3 +380,46 @@ def test_checkpoint_every_below_one_is_refused_when_the_config_loads(tiny_config
 
     with pytest.raises(ConfigError, match=r"train.checkpoint_every=0 must be in \[1, "):
         tiny_config("basic_vae", "train.checkpoint_every=0")
+
+
+def test_auto_cadence_writes_the_first_epoch_then_after_twenty_times_a_writes_seconds(
+        tiny_config, tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(checkpoint.time, "perf_counter", lambda: clock[0])
+    write = checkpoint._write
+
+    def one_second_write(*args):
+        write(*args)
+        clock[0] += 1.0
+    monkeypatch.setattr(checkpoint, "_write", one_second_write)
+    config = tiny_config("basic_vae", "train.epochs=7", "train.checkpoint_every=auto")
+    model = build_model("basic_vae", config)
+    trainer = Trainer(model, config, tmp_path / "ckpt")
+    on_disk = []
+
+    def five_second_epochs(metrics, epoch):
+        on_disk.append(_on_disk_epoch(tmp_path / "ckpt"))
+        clock[0] += 5.0
+    trainer.on_epoch = five_second_epochs
+    trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
+    # Epoch 0 is written (1 s); the next write is due once 20 s have passed: at the end of epoch 4.
+    assert on_disk == [0, 0, 0, 0, 4, 4, 4]
+    last = checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)
+    assert last["state"].epoch == 6 and last["optimizer"] is None  # the fit ended: no Adam state
+    assert checkpoint.load(tmp_path / "ckpt" / checkpoint.BEST)["state"].best_epoch == last["state"].best_epoch
+
+    finished = Trainer(build_model("basic_vae", config), config, tmp_path / "ckpt")
+    assert finished.resume() and finished.fit(_batches(model, 2), _batches(model, 1, seed=3)).epoch == 6
+    for a, b in zip(model.state_dict().values(), finished.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_every_takes_auto_or_a_count_and_names_both_when_wrong(tiny_config):
+    from components.config import ConfigError
+
+    assert tiny_config("basic_vae", "train.checkpoint_every=3")["train"]["checkpoint_every"] == 3
+    with pytest.raises(ConfigError, match=r"train.checkpoint_every='often' is not one of auto, <an integer"):
+        tiny_config("basic_vae", "train.checkpoint_every=often")
+    with pytest.raises(ConfigError, match=r"'train.checkpoint_every' must be str like the default 'auto' "
+                                          r"or int, got 2.5"):
+        tiny_config("basic_vae", "train.checkpoint_every=2.5")
