@@ -118,8 +118,8 @@ class Writer:
     """Writes a run's last.pt (model, optimizer, scaler, loop state, config) after every
     `every`-th epoch (or, with every="auto", after the first epoch and then after the first epoch
     ending at least 1/AUTO_SHARE times the last write's seconds after it: writes then take about
-    5% of the fit whatever the epoch and model size), and best.pt (what evaluation loads) so that it always holds the best epoch
-    that last.pt names; inline or on one background thread.
+    5% of the fit whatever the epoch and model size), and best.pt (what evaluation loads) so that
+    it always holds the best epoch that last.pt names; inline or on one background thread.
 
     A full-size VaDE's last.pt is 2.0 GB (weights and both Adam moments): 5-11 s on a disk that
     writes 200-400 MB/s, more than an epoch of the benchmark's stand-in. So:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from components.config_rules import check_settings
 from components.error_summary import first_line
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -217,48 +218,9 @@ def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None
 
 
 def check_protocol(config: dict[str, Any]) -> None:
-    """The evaluation protocol and the song split, checked when the config is loaded: a typo in
-    a method or unit fails here, before any data is read or any epoch trained."""
-    from components.aggregation import UNITS  # late: aggregation imports ConfigError from here
-    from components.clustering import METHODS
-
-    evaluation, data = config["eval"], config["data"]
-    _choice("eval.method", evaluation["method"], METHODS)
-    if not isinstance(evaluation["other_methods"], list):
-        raise ConfigError(f"eval.other_methods={evaluation['other_methods']!r} must be a list, e.g. "
-                          f"[agglomerative, gmm] or []")
-    for method in evaluation["other_methods"]:
-        _choice("eval.other_methods entry", method, METHODS)
-    if evaluation["epoch_method"] is not None:
-        _choice("eval.epoch_method", evaluation["epoch_method"], METHODS)
-    _choice("eval.unit", evaluation["unit"], UNITS)
-    _in_range("eval.permutations", evaluation["permutations"], 0, 1_000_000,
-              "0 turns the chance level off, 1000 is the default")
-    _in_range("eval.bootstrap", evaluation["bootstrap"], 0, 1_000_000,
-              "0 turns the interval off, 1000 is the default")
-    _in_range("eval.confidence", evaluation["confidence"], 0.5, 0.999, "0.95 is the default")
-    _in_range("eval.alpha", evaluation["alpha"], 0.0001, 0.5, "0.05 is the default")
-    _in_range("eval.folds", evaluation["folds"], 1, 100, "1 = one train/val/test split")
-    _in_range("train.epochs", config["train"]["epochs"], 1, 1_000_000,
-              "at least 1: with 0 the logged model is the untrained initialisation")
-    _in_range("eval.untrained_inits", evaluation["untrained_inits"], 0, 100,
-              "0 turns the untrained baseline off; 3 is the default")
-    _in_range("data.fold", data["fold"], 0, evaluation["folds"] - 1,
-              f"eval.folds={evaluation['folds']} has folds 0..{evaluation['folds'] - 1}")
-    _in_range("data.val_fraction", data["val_fraction"], 0.01, 0.9,
-              "validation songs drive early stopping, so it cannot be 0")
-    _in_range("data.test_fraction", data["test_fraction"], 0.0, 0.9, "0.0 drops the test split")
-    if isinstance(config["train"]["checkpoint_every"], str):
-        _choice("train.checkpoint_every", config["train"]["checkpoint_every"], ("auto", "<an integer >= 1>"))
-    else:
-        _in_range("train.checkpoint_every", config["train"]["checkpoint_every"], 1, 1_000_000,
-                  "epochs between checkpoint writes (1 writes after every epoch), or auto")
-    _in_range("train.precise_bn_batches", config["train"]["precise_bn_batches"], 0, 1_000_000,
-              "train batches the BatchNorm statistics are recomputed over after each epoch; 0 = off")
-    if data["val_fraction"] + data["test_fraction"] >= 1:
-        raise ConfigError(f"data.val_fraction + data.test_fraction = "
-                          f"{data['val_fraction'] + data['test_fraction']} leaves no train songs; "
-                          f"keep their sum below 1 (e.g. 0.2 + 0.2)")
+    """Every key's range, choice and null rule (components.config_rules), checked when the config
+    is loaded: a typo fails here, before any data is read or any epoch trained."""
+    check_settings(config, defaults(), ConfigError)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -28,14 +28,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
+from components.config_rules import PRUNERS, SAMPLERS
 from components.redaction import masked, masked_text
 from components.registry import PROMOTION_TASKS, selection_metric, task_labels
 
 log = logging.getLogger(__name__)
 
 TASKS = PROMOTION_TASKS  # a study optimises what promotion judges
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

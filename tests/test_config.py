@@ -53,7 +53,7 @@ def test_conda_env_carries_the_same_pins_as_requirements():
     ("eval.unit=track", "eval.unit='track' is not one of window, song"),
     ("eval.folds=0", r"eval.folds=0 must be in \[1, 100\]"),
     ("train.epochs=0", "with 0 the logged model is the untrained initialisation"),
-    ("train.precise_bn_batches=-1", r"train.precise_bn_batches=-1 must be in \[0, 1000000\]"),
+    ("train.precise_bn_batches=-1", r"train.precise_bn_batches=-1 must be in \[0, 1000000000\]"),
     ("data.val_fraction=0.0", "validation songs drive early stopping"),
     ("data.test_fraction=-0.5", r"data.test_fraction=-0.5 must be in \[0.0, 0.9\]"),
     ("data.test_fraction=0.5", "leaves no train songs"),
@@ -62,6 +62,53 @@ def test_protocol_typos_fail_when_the_config_loads(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("conv_vae", [override, "data.val_fraction=0.5"] if "leaves" in message
                     else [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.val_fraction=-0.5", r"data.val_fraction=-0.5 must be in \[0.01, 0.9\]"),
+    ("features.window_seconds=0", r"features.window_seconds=0.0 must be in \[0.1, 3600\]"),
+    ("features.n_fft=8192", "holds .* samples at features.sample_rate=.* fewer than features.n_fft=8192"),
+    ("features.n_mels=2000", r"features.n_mels=2000 must be in \[1, 1024\]"),
+    ("features.hop_length=4096", "larger than features.n_fft=2048"),
+    ("model.latent_dim=0", r"model.latent_dim=0 must be in \[1, "),
+    ("model.hidden_dims=[8, -1]", "model.hidden_dims=.* must be a non-empty list of positive integers"),
+    ("model.dropout=1.0", r"model.dropout=1.0 must be in \[0.0, 0.99\]"),
+    ("model.condition_on=mood", "model.condition_on='mood' is not one of null, genre, language"),
+    ("model.fusion=concat", "model.fusion='concat' is not one of early, late, attention"),
+    ("train.batch_size=0", r"train.batch_size=0 must be in \[1, "),
+    ("train.lr=-0.1", r"train.lr=-0.1 must be in \["),
+    ("train.lr=null", "train.lr=null is not allowed; set a value like the default 0.001"),
+    ("train.device=gpu", "train.device='gpu' is not one of auto, cpu, cuda, cuda:N"),
+    ("train.compile=fast", "train.compile='fast' is not one of null, default"),
+    ("train.async_checkpoint=later", "train.async_checkpoint='later' is not one of auto, background"),
+    ("eval.unit=songs", "did you mean song"),
+    ("data.languages=[]", "data.languages=.* must be null .* or a non-empty list of names"),
+    ("tune.pruner=medain", "tune.pruner='medain' is not one of median, hyperband, none; did you mean median"),
+    ("tune.timeout=soon", "tune.timeout='soon' must be a number in"),
+    ("tune.n_trials=0", r"tune.n_trials=0 must be in \[1, "),
+    ("lyrics.encoder=bert", "lyrics.encoder='bert' is not one of tfidf_svd, transformer"),
+])
+def test_every_setting_is_checked_when_the_config_loads_with_one_line_naming_the_fix(override, message):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config("multimodal", [override, *(["features.window_seconds=0.2"] if "n_fft=8192" in override
+                                                 else [])])
+    assert "\n" not in str(raised.value) and time.perf_counter() - started < 1.0  # torch already imported
+
+
+def test_every_key_of_the_defaults_has_a_rule_or_is_free_text():
+    from components.config import defaults, flatten
+    from components.config_rules import RANGES, _choices
+
+    free_text = {"data.source", "data.demo_dir", "data.cache_dir", "lyrics.model", "train.checkpoint_dir",
+                 "tracking.experiment", "tune.study", "tune.storage", "preset", "model.name", "train.device",
+                 "model.hidden_dims", "data.languages", "data.genres", "eval.other_methods", "data.fold",
+                 "train.amp", "train.channels_last", "train.activation_checkpointing", "train.lean_host_memory",
+                 "tracking.system_metrics", "tune.keep_checkpoints", "tune.promote"}
+    unruled = set(flatten(defaults())) - set(RANGES) - set(_choices()) - free_text
+    assert not unruled, f"keys with no range or choice in components/config_rules.py: {sorted(unruled)}"
 
 
 def test_a_protocol_typo_stops_training_before_any_data_is_read(tmp_path, corpus, mlflow_store):

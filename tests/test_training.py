@@ -406,7 +406,8 @@ def test_auto_cadence_writes_the_first_epoch_then_after_twenty_times_a_writes_se
     assert on_disk == [0, 0, 0, 0, 4, 4, 4]
     last = checkpoint.load(tmp_path / "ckpt" / checkpoint.LAST)
     assert last["state"].epoch == 6 and last["optimizer"] is None  # the fit ended: no Adam state
-    assert checkpoint.load(tmp_path / "ckpt" / checkpoint.BEST)["state"].best_epoch == last["state"].best_epoch
+    best = checkpoint.load(tmp_path / "ckpt" / checkpoint.BEST)
+    assert best["state"].best_epoch == last["state"].best_epoch
 
     finished = Trainer(build_model("basic_vae", config), config, tmp_path / "ckpt")
     assert finished.resume() and finished.fit(_batches(model, 2), _batches(model, 1, seed=3)).epoch == 6

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from components.config_rules import AUDIO_ENCODERS, FUSIONS
 from components.models.base import VAE, Batch, VAEOutput, gaussian_kl, summed_squared_error
 from components.models.blocks import (
     announce_fit,
@@ -19,8 +20,6 @@ from components.models.blocks import (
     fc_encoder,
     fit_to,
 )
-
-FUSIONS = ("early", "late", "attention")
 
 
 class MultimodalVAE(VAE):
@@ -43,7 +42,7 @@ class MultimodalVAE(VAE):
         super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
         if fusion not in FUSIONS:
             raise ValueError(f"model.fusion '{fusion}' unknown; choose one of {', '.join(FUSIONS)}")
-        if audio_encoder not in ("conv", "basic"):
+        if audio_encoder not in AUDIO_ENCODERS:
             raise ValueError(f"model.audio_encoder '{audio_encoder}' unknown; choose conv or basic")
         self.fusion, self.audio_kind = fusion, audio_encoder
         self.audio_weight, self.lyrics_weight = 2 * audio_weight, 2 * lyrics_weight
