@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,8 @@ def _read_csv(csv_path: Path) -> list[Song]:
         if split is not None and split not in SPLITS:
             problems.append(f"line {line}: split '{split}' must be one of {', '.join(SPLITS)}")
             continue
-        songs.append(Song(song_id, path, (row["language"] or "").strip().lower(),
-                          (row["genre"] or "").strip().lower(), lyrics_path, split))
+        songs.append(Song(song_id, path, label(row["language"] or ""), label(row["genre"] or ""),
+                          lyrics_path, split))
     if problems:
         raise CatalogError(f"{csv_path}: fix these rows and rerun:\n  " + "\n  ".join(problems))
     return songs
@@ -96,22 +97,29 @@ def _read_folder(root: Path) -> tuple[list[Song], list[tuple[str, str]]]:
         language, genre, _ = rel.parts
         lyrics = path.with_suffix(".txt")
         song_id = f"{language}/{genre}/{path.stem}"
-        songs.append(Song(song_id, path, language.lower(), genre.lower(),
+        songs.append(Song(song_id, path, label(language), label(genre),
                           lyrics if lyrics.exists() else None))
     return songs, skipped
 
 
+def label(text: str) -> str:
+    """A label as the catalog compares it: Unicode NFC, no surrounding space, lower case (a CSV
+    cell, a folder name and a configured vocabulary entry alike)."""
+    return unicodedata.normalize("NFC", text).strip().lower()
+
+
 def _filter_labels(songs: list[Song], field: str, vocab: list[str] | None,
                    skipped: list[tuple[str, str]]) -> list[Song]:
+    vocab = None if vocab is None else [label(v) for v in vocab]
     kept = []
     for song in songs:
-        label = getattr(song, field)
-        if not label:
+        value = getattr(song, field)
+        if not value:
             skipped.append((song.song_id, f"empty {field} label"))
-        elif vocab is not None and label not in vocab:
-            close = difflib.get_close_matches(label, vocab, n=1)
+        elif vocab is not None and value not in vocab:
+            close = difflib.get_close_matches(value, vocab, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            skipped.append((song.song_id, f"unknown {field} '{label}'{hint}; "
+            skipped.append((song.song_id, f"unknown {field} '{value}'{hint}; "
                             f"allowed: {', '.join(vocab)} (data.{field}s)"))
         else:
             kept.append(song)

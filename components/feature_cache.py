@@ -128,7 +128,9 @@ def refuse_duplicate_audio(songs: list[Song], audio: dict[str, str]) -> None:
 
 def input_digest(catalog: Catalog, spec: FeatureSpec) -> str:
     """Everything that determines the cache content: audio bytes, labels, lyrics (and a split
-    column), feature settings, format. Refuses audio listed twice (refuse_duplicate_audio)."""
+    column), the input rows skipped before decoding and why, feature settings, format; so a
+    cache hit reports the same skips as the build that made it. Refuses audio listed twice
+    (refuse_duplicate_audio)."""
     audio = {song.song_id: _file_digest(song.path) for song in catalog.songs}
     refuse_duplicate_audio(catalog.songs, audio)
     digest = hashlib.sha256()
@@ -139,6 +141,8 @@ def input_digest(catalog: Catalog, spec: FeatureSpec) -> str:
         fields = (song.song_id, song.language, song.genre, song.split or "",
                   audio[song.song_id], lyrics)
         digest.update("\x1f".join(fields).encode() + b"\x1e")
+    for row, reason in sorted(catalog.skipped):
+        digest.update(f"skipped\x1f{row}\x1f{reason}".encode() + b"\x1e")
     return digest.hexdigest()[:20]
 
 

@@ -45,6 +45,8 @@ def test_the_feature_cache_digest_covers_audio_labels_lyrics_split_column_and_se
     }
     for what, song in variants.items():
         assert input_digest(replace(catalog, songs=[song, *catalog.songs[1:]]), SPEC) != base, what
+    skipped_row = replace(catalog, skipped=[("typo", "unknown genre 'popp'")])
+    assert input_digest(skipped_row, SPEC) != base, "an input row skipped before decoding"
     first.path.write_bytes(b"other audio")
     assert input_digest(catalog, SPEC) != base, "audio bytes"
     moved = input_digest(catalog, SPEC)

@@ -117,6 +117,25 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_prepared(corpus, tmp_pa
     assert set(cache.rows.song_id) == {s.song_id for s in read_catalog(corpus).songs}
 
 
+def test_skips_are_reported_on_a_cache_hit_and_a_vocabulary_matches_as_labels_do(corpus, tmp_path,
+                                                                                   tiny_config):
+    metadata = _copy_corpus(corpus, tmp_path / "data")
+    config = _tiny_config(tiny_config, metadata)
+    clean = prepare_features(config)
+    assert clean.skipped.empty
+    first = sorted(p.name for p in (metadata.parent / "audio").glob("*.wav"))[0]
+    # A row whose label is empty: the kept songs are those of the clean cache, the input is not.
+    _append_rows(metadata, [["unlabelled", f"audio/{first}", "", "pop", ""]])
+    for attempt in ("build", "cache hit"):
+        cache = prepare_features(config)
+        assert cache.path != clean.path, attempt
+        assert dict(cache.skipped.itertuples(index=False)) == {"unlabelled": "empty language label"}, attempt
+        assert cache.manifest["skipped"] == 1, attempt
+    # data.languages as a user types it: matched after the same normalisation as CSV labels.
+    typed = _tiny_config(tiny_config, metadata, "data.languages=[' Arabic', English, HINDI, spanish]")
+    assert prepare_features(typed).path == cache.path
+
+
 def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
     config = _tiny_config(tiny_config, corpus)
     cache = prepare_features(config)
