@@ -40,12 +40,24 @@ def cluster(embeddings: np.ndarray, k: int, method: str, seed: int = 0) -> np.nd
     raise ValueError(f"unknown clustering method '{method}'; valid: {', '.join(METHODS)}")
 
 
+def unscorable(points: np.ndarray) -> str | None:
+    """Why no clustering of these points means anything, or None: a partition of non-finite or
+    all-identical points (a collapsed latent) is arbitrary, whatever it scores."""
+    if not np.isfinite(points).all():
+        return "non-finite embeddings"
+    if len(points) > 1 and np.ptp(points, axis=0).max() == 0:
+        return "every point identical (collapsed latent)"
+    return None
+
+
 def nmi_per_task(embeddings: np.ndarray, labels: dict[str, np.ndarray], method: str,
                  seed: int = 0) -> dict[str, float]:
     """'val/<task>_nmi' of one clustering method: the cheap per-epoch score that draws NMI
     curves and that Optuna's pruners compare. Tasks with one class in the split are left out."""
     from sklearn.metrics import normalized_mutual_info_score
 
+    if unscorable(embeddings):
+        return {}
     return {f"val/{task}_nmi": float(normalized_mutual_info_score(
                 y, cluster(embeddings, len(np.unique(y)), method, seed)))
             for task, y in labels.items() if len(np.unique(y)) > 1}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from components.aggregation import UNITS, to_unit
-from components.clustering import cluster
+from components.clustering import cluster, unscorable
 from components.dataset import TASKS, WindowDataset, make_loader
 from components.feature_cache import FeatureCache
 from components.metric_names import REPORT, SELECT
@@ -103,11 +103,13 @@ def protocol_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray], songs
     for unit in units:
         points, unit_labels, unit_own = to_unit(unit, embeddings, labels, songs, own)
         groups = songs if unit == "window" else None  # window-level nulls move songs together
+        degenerate = unscorable(points)
         for task in TASKS:
             name = protocol.task_name(task)
             y = unit_labels[task]
-            if len(np.unique(y)) < 2:
-                scores[f"{split}/{name}/unscored"] = "one class in split"
+            if len(np.unique(y)) < 2 or degenerate:
+                where = f"{split}/{name}" + (f"/{variant}" if variant else "")
+                scores[f"{where}/unscored"] = degenerate or "one class in split"
                 continue
             k = len(np.unique(y))
             prefix = f"{split}/{name}" + (f"/{variant}" if variant else "")
@@ -147,6 +149,8 @@ def headline_lines(scores: dict[str, float | str], protocol: Protocol) -> list[s
             values = {k.removeprefix(prefix + "/"): v for k, v in scores.items()
                       if k.startswith(prefix + "/") and "/" not in k.removeprefix(prefix + "/")}
             if "nmi" not in values:
+                if "unscored" in values:
+                    parts.append(f"{who} unscored ({values['unscored']})")
                 continue
             text = f"{who} NMI {values['nmi']:.3f}"
             if "nmi_std" in values:  # the untrained baseline: a mean over initialisations

@@ -26,3 +26,31 @@ def test_window_unit_is_the_identity_and_unknown_units_are_refused():
     assert to_unit("window", embeddings, labels, np.array(["a", "a", "b"]))[0] is embeddings
     with pytest.raises(ConfigError, match="eval.unit='track' is not one of window, song"):
         to_unit("track", embeddings, labels, np.array(["a", "a", "b"]))
+
+
+@pytest.mark.parametrize(("embeddings", "reason"), [
+    (np.ones((6, 4)), "every point identical (collapsed latent)"),
+    (np.where(np.eye(6, 4) > 0, np.nan, 0.0) + np.arange(6)[:, None], "non-finite embeddings"),
+])
+def test_points_no_clustering_can_mean_anything_are_reported_unscored(embeddings, reason):
+    from components.clustering import nmi_per_task
+    from components.evaluation import Protocol, headline_lines, protocol_scores
+    from components.significance import Resampling
+
+    labels = {"genre": np.array(["a", "b"] * 3), "language": np.array(["x", "x", "y", "y", "z", "z"])}
+    protocol = Protocol("kmeans", ("gmm",), "song", Resampling(20, 20))
+    scores = protocol_scores(embeddings, labels, np.array([f"s{i}" for i in range(6)]), protocol, "test")
+    assert scores == {"test/genre/unscored": reason, "test/language/unscored": reason}
+    assert "test genre (songs, kmeans): model unscored (" + reason + ")" in headline_lines(scores, protocol)
+    assert nmi_per_task(embeddings, labels, "kmeans") == {}  # the per-epoch curve skips it too
+
+
+def test_a_one_dimensional_latent_is_scored():
+    from components.evaluation import Protocol, protocol_scores
+    from components.significance import Resampling
+
+    points = np.array([[0.0], [0.1], [5.0], [5.1]])
+    labels = {"genre": np.array(["a", "a", "b", "b"]), "language": np.array(["x", "y", "x", "y"])}
+    scores = protocol_scores(points, labels, np.array(["s0", "s1", "s2", "s3"]),
+                             Protocol("kmeans", (), "song", Resampling(20, 20)), "val")
+    assert scores["val/genre/nmi"] == pytest.approx(1.0)
