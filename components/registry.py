@@ -215,6 +215,12 @@ def promote(run_id: str, task: str, study: str | None = None) -> Promotion:
     if value is None and conditioned not in task_labels(task):
         missing = [selection_metric(label) for label in task_labels(task)
                    if selection_metric(label) not in run.data.metrics]
+        unscored = {label: run.data.tags[metric(SELECT, label, "unscored")] for label in task_labels(task)
+                    if metric(SELECT, label, "unscored") in run.data.tags}
+        if unscored:
+            raise RegistryError(f"run {run_id} is unscored on {SELECT} songs for task {task} ("
+                                f"{'; '.join(f'{k}: {v}' for k, v in unscored.items())}), so it cannot "
+                                f"be judged; it is not promoted")
         raise RegistryError(f"run {run_id} has no {', '.join(missing)} metric: its evaluation did not "
                             f"run, so it cannot be judged for task {task}; train it again")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ from pipelines.arguments import run_cli
 from tests.conftest import tiny_overrides
 
 
-def training_run(model: str = "conv_vae", genre: float = 0.4, language: float = 0.2,
+def training_run(model: str = "conv_vae", genre: float | None = 0.4, language: float = 0.2,
                  tags: dict[str, str] | None = None, with_model: bool = True, best_epoch: int = 2) -> str:
     """A finished run shaped like pipelines.train's: headline scores on val (genre, language) and on
     test (their opposites, 1 - value: a promotion that read test scores would rank runs backwards),
@@ -30,6 +31,8 @@ def training_run(model: str = "conv_vae", genre: float = 0.4, language: float = 
     conditioned = (tags or {}).get("label_conditioned")
     metrics = {"train/best_epoch": best_epoch, "train/epochs_run": best_epoch + 1}
     for label, value in (("genre", genre), ("language", language)):
+        if value is None:  # unscored: evaluation logs the reason as a tag instead (tags=...)
+            continue
         name = f"{label}_conditioned" if label == conditioned else label
         for split, score in (("val", value), ("test", 1 - value)):
             metrics |= {f"{split}/{name}/nmi": score, f"{split}/{name}/ari": score / 2,
@@ -40,7 +43,7 @@ def training_run(model: str = "conv_vae", genre: float = 0.4, language: float = 
         mlflow.set_tags({"model": model, **(tags or {})})
         if with_model:
             layer = torch.nn.Linear(2, 2)
-            torch.nn.init.constant_(layer.bias, genre)
+            torch.nn.init.constant_(layer.bias, genre or 0.0)
             info = mlflow.pytorch.log_model(layer, name="model", serialization_format="pickle",
                                             pip_requirements=["torch"])
             mlflow.set_tag("model_uri", info.model_uri)
@@ -186,6 +189,11 @@ def test_runs_without_a_model_or_unfinished_are_refused_with_the_fix(mlflow_stor
     untrained = training_run(best_epoch=-1)  # what train.epochs=0 logged: scores of the initial weights
     with pytest.raises(RegistryError, match=f"run {untrained} completed no training epoch.*epochs >= 1"):
         promote(untrained, "genre")
+    collapsed = "every point identical (collapsed latent)"
+    unscored = training_run(genre=None, tags={"val/genre/unscored": collapsed})
+    with pytest.raises(RegistryError, match=rf"run {unscored} is unscored on val songs for task genre "
+                                            rf"\(genre: {re.escape(collapsed)}\)"):
+        promote(unscored, "genre")
     assert client.search_registered_models() == []  # nothing half-registered
 
 
