@@ -180,6 +180,3 @@ def _check_features(flat: dict[str, Any], error: type[Exception]) -> None:
     if flat["features.hop_length"] > n_fft:
         raise error(f"features.hop_length={flat['features.hop_length']} is larger than "
                     f"features.n_fft={n_fft} (samples between frames would be skipped); use at most n_fft")
-    if flat["features.min_tail_seconds"] > window:
-        raise error(f"features.min_tail_seconds={flat['features.min_tail_seconds']} is longer than "
-                    f"features.window_seconds={window}; use at most the window length")

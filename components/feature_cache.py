@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -25,11 +26,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 from tqdm import tqdm
 
 from components.audio import FeatureSpec, SongRejected, song_windows
 from components.catalog import Catalog, CatalogError, Song
 from components.lyrics_text import read_lyrics
+from components.parent_watch import exit_with, identity
 from components.splits import SplitSpec, assign_splits
 
 # Bump when the code that fills a cache changes what it writes.
@@ -179,7 +182,8 @@ def _decode_all(catalog: Catalog, spec: FeatureSpec, workers: int, raw_path: Pat
         # forkserver: workers must not inherit a parent's torch/OpenMP thread state. An executor
         # (not Pool) so a worker that dies raises BrokenProcessPool instead of hanging.
         pool = ProcessPoolExecutor(min(workers, len(jobs)),
-                                   mp_context=multiprocessing.get_context("forkserver"))
+                                   mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=exit_with, initargs=(identity(os.getpid()),))
         results = pool.map(_process, jobs)
     else:
         results = map(_process, jobs)
@@ -248,6 +252,16 @@ def build_cache(catalog: Catalog, spec: FeatureSpec, split: SplitSpec, cache_roo
     return with_split(_decoded(catalog, spec, Path(cache_root), workers), catalog, split)
 
 
+def remove_stale_builds(cache_root: Path) -> None:
+    """Delete the .building-<digest>-<pid> folders of prepares that were killed (their pid is
+    gone); those of live processes are theirs to finish."""
+    for stale in cache_root.glob(".building-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            print(f"note: removing {stale}, left by a prepare that was killed", file=sys.stderr)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _decoded(catalog: Catalog, spec: FeatureSpec, cache_root: Path, workers: int) -> FeatureCache:
     digest = input_digest(catalog, spec)
     final = cache_root / digest
@@ -257,6 +271,7 @@ def _decoded(catalog: Catalog, spec: FeatureSpec, cache_root: Path, workers: int
     if final.exists():
         shutil.rmtree(final)  # stale or truncated: rebuilt below, never trusted
     workers = workers or os.cpu_count() or 1
+    remove_stale_builds(cache_root)
     building = cache_root / f".building-{digest}-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)

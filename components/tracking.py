@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -38,6 +39,7 @@ from components.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.embedding_model import EmbeddingModel
 from components.error_summary import first_line
 from components.feature_cache import FeatureCache
+from components.parent_watch import alive, identity
 from components.redaction import masked, masked_value
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,36 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
         raise
     _flush()
     mlflow.end_run()
+
+
+PROCESS_TAG = "process"  # '<host> <pid> <start time>' of the entry point that runs the run
+
+
+def process_tag() -> dict[str, str]:
+    """The tag that lets a later run tell whether this run's process is still alive."""
+    pid, started = identity(os.getpid())
+    return {PROCESS_TAG: f"{socket.gethostname()} {pid} {started}"}
+
+
+def end_runs_of_dead_processes(entry_point: str) -> list[str]:
+    """End KILLED (tag `stopped`) the RUNNING runs of this experiment that the given entry point
+    (tag `entry_point`) started on this host in a process that is gone: a SIGKILL or power loss
+    leaves a run RUNNING for ever otherwise. Returns their ids."""
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_run(active_run_id()).info.experiment_id
+    runs = client.search_runs([experiment], f"attributes.status = 'RUNNING' and tags.entry_point = "
+                                            f"'{entry_point}'")
+    ended = []
+    for found in runs:
+        host, pid, started = (found.data.tags.get(PROCESS_TAG, "") + "  ").split(" ")[:3]
+        if found.info.run_id == active_run_id() or host != socket.gethostname() or not pid.isdigit():
+            continue
+        if not alive((int(pid), float(started))):
+            client.set_tag(found.info.run_id, "stopped", f"its process {pid} on {host} ended without "
+                                                         f"closing the run (killed)")
+            client.set_terminated(found.info.run_id, "KILLED")
+            ended.append(found.info.run_id)
+    return ended
 
 
 def _flush() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from components.catalog import CatalogError
 from components.config import ConfigError, load_config
+from components.error_summary import os_error_line
 from components.registry import RegistryError
 from components.tracking import TrackingError
 
@@ -61,10 +63,22 @@ def overrides_of(args: argparse.Namespace, extra: list[str]) -> list[str]:
     return overrides
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
 def run_cli(main: Callable[[], Any]) -> None:
-    """Run an entry point; input errors end with their message (naming the key or file and the
-    fix) on stderr and exit status 1, not a traceback. Anything else still raises."""
+    """Run an entry point; input errors and OS errors a user can cause (no space, permissions, a
+    file where a folder belongs) end with one line naming the key or path and the fix on stderr
+    and exit status 1, not a traceback. Anything else still raises: a bug of this project.
+    SIGTERM stops it as Ctrl-C does (runs end KILLED, workers shut down, checkpoints kept)."""
+    signal.signal(signal.SIGTERM, _stop)
     try:
         main()
     except (ConfigError, CatalogError, RegistryError, TrackingError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:
+        sys.exit(f"error: {os_error_line(err)}")
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run is KILLED and resumable
+        print(f"stopped: {err or 'interrupted'}", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from components import registry
 from components.comparison import TASKS, result_cells, to_markdown
+from pipelines.arguments import run_cli
 
 
 def champions_table(listed: list[registry.Champion]) -> pd.DataFrame:
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

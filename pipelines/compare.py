@@ -11,6 +11,7 @@ import argparse
 from components import tracking
 from components.comparison import comparison_table, to_markdown
 from components.config import defaults
+from pipelines.arguments import run_cli
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

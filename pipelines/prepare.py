@@ -16,7 +16,9 @@ from pipelines.arguments import parser, resolve, run_cli
 def main(argv: list[str] | None = None) -> None:
     args, extra = parser(__doc__.splitlines()[0]).parse_known_args(argv)
     config = resolve(args, extra)
-    with tracking.run(config, run_name="prepare"):
+    with tracking.run(config, run_name="prepare", tags={"entry_point": "prepare", **tracking.process_tag()}):
+        for run_id in tracking.end_runs_of_dead_processes("prepare"):
+            print(f"note: prepare run {run_id} was killed; marked KILLED", file=sys.stderr)
         cache = prepare_features(config)
         tracking.log_dataset(cache)
         tracking.log_metrics({"prepare/build_seconds": cache.manifest["build_seconds"],

@@ -265,3 +265,96 @@ def test_prepare_entry_point_decodes_in_parallel_and_logs_the_dataset(corpus, tm
     serial = prepare_features(load_config("conv_vae", tiny_overrides(tmp_path / "serial",
                                                                      f"data.source={corpus}")))
     assert np.array_equal(np.asarray(parallel.windows), np.asarray(serial.windows))
+
+
+def _still_running(processes, seconds: float = 20.0) -> list:
+    """Those of processes still running after up to `seconds` (a zombie has ended: in a container
+    whose init does not reap orphans, it stays listed)."""
+    import time
+
+    import psutil
+
+    def running(process) -> bool:
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+    deadline = time.time() + seconds
+    while (left := [p for p in processes if running(p)]) and time.time() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_a_killed_prepare_leaves_no_worker_and_its_leftovers_are_cleared_by_the_next(
+        corpus, tmp_path, mlflow_store):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import psutil
+
+    from components.config import PROJECT_ROOT
+    from tests.conftest import tiny_overrides
+
+    args = [sys.executable, "-m", "pipelines.prepare", "--model", "conv_vae", "--data", str(corpus),
+            "--overrides", " ".join(tiny_overrides(tmp_path, "data.decode_workers=2"))]
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    workers: list[psutil.Process] = []
+    while time.time() < deadline and proc.poll() is None:
+        building = list((tmp_path / "cache").glob(".building-*"))
+        workers = parent.children(recursive=True)
+        if building and len(workers) >= 3:  # the forkserver and both decode workers
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and workers, "prepare finished before its workers could be seen"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not _still_running(workers), "decode workers outlived their killed parent"
+    (killed,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert killed.info.status == "RUNNING"  # what SIGKILL leaves behind
+    assert list((tmp_path / "cache").glob(".building-*"))
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "left by a prepare that was killed" in done.stderr
+    assert f"prepare run {killed.info.run_id} was killed; marked KILLED" in done.stderr
+    assert not list((tmp_path / "cache").glob(".building-*"))
+    runs = {r.info.run_id: r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
+    assert runs[killed.info.run_id].info.status == "KILLED"
+    assert "ended without closing the run" in runs[killed.info.run_id].data.tags["stopped"]
+
+
+def test_sigterm_ends_a_prepare_run_killed_with_its_workers(corpus, tmp_path, mlflow_store):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import psutil
+
+    from components.config import PROJECT_ROOT
+    from tests.conftest import tiny_overrides
+
+    args = [sys.executable, "-m", "pipelines.prepare", "--model", "conv_vae", "--data", str(corpus),
+            "--overrides", " ".join(tiny_overrides(tmp_path, "data.decode_workers=2"))]
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    workers: list[psutil.Process] = []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 3:
+        time.sleep(0.05)  # the forkserver and both decode workers started (a SIGTERM during
+        workers = psutil.Process(proc.pid).children(recursive=True)  # their start: stdlib noise)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert not _still_running(workers)
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "KILLED" and "stopped by signal SIGTERM" in run.data.tags["error"]
+    assert not list((tmp_path / "cache").glob(".building-*"))
