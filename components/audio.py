@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ class FeatureSpec:
     n_fft: int
     hop_length: int
     silence_db: float
+    max_song_seconds: float = 1200.0
 
     @property
     def window_samples(self) -> int:
@@ -43,8 +45,12 @@ class SongRejected(Exception):
     """A song that cannot contribute windows; the message is the reason shown in the report."""
 
 
-def decode(path: Path, sample_rate: int) -> np.ndarray:
-    """Read any supported file at any rate / channel count as mono float32 at sample_rate."""
+def decode(path: Path, sample_rate: int, max_seconds: float = math.inf) -> np.ndarray:
+    """Read any supported file at any rate / channel count as mono float32 at sample_rate.
+
+    A file longer than max_seconds is refused before it is decoded (its header's duration), and
+    never read past max_seconds in any case (a header can lie), so a decode worker's memory is
+    bounded: a 3-hour file needed about 4 GB."""
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
         raise SongRejected(
             f"unsupported extension '{path.suffix}' (supported: {', '.join(AUDIO_EXTENSIONS)})"
@@ -55,7 +61,12 @@ def decode(path: Path, sample_rate: int) -> np.ndarray:
         with warnings.catch_warnings():
             # librosa warns before falling back to audioread for mp3; the fallback is the point.
             warnings.simplefilter("ignore")
-            samples, _ = librosa.load(path, sr=sample_rate, mono=True, res_type="soxr_hq")
+            _refuse_longer(max_seconds, librosa.get_duration(path=path))
+            limit = None if math.isinf(max_seconds) else max_seconds + 1.0
+            samples, _ = librosa.load(path, sr=sample_rate, mono=True, res_type="soxr_hq", duration=limit)
+        _refuse_longer(max_seconds, len(samples) / sample_rate)
+    except SongRejected:
+        raise
     except librosa.util.exceptions.ParameterError as err:
         if "finite" in str(err):  # librosa refuses NaN/inf while mixing down or resampling
             raise SongRejected("contains NaN or infinite samples") from err
@@ -63,6 +74,12 @@ def decode(path: Path, sample_rate: int) -> np.ndarray:
     except Exception as err:  # decoders raise many types for corrupt data; all mean "unreadable"
         raise SongRejected(f"cannot be decoded ({type(err).__name__}: {err})") from err
     return samples.astype(np.float32, copy=False)
+
+
+def _refuse_longer(max_seconds: float, seconds: float) -> None:
+    if seconds > max_seconds:
+        raise SongRejected(f"longer than features.max_song_seconds={max_seconds:g} ({seconds:.0f} s): cut "
+                           f"it into parts, or raise the limit (about 1.3 GB of decode memory per hour)")
 
 
 def window_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
@@ -105,7 +122,7 @@ def log_mel(window: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def song_windows(path: Path, spec: FeatureSpec) -> tuple[np.ndarray, list[int]]:
     """Decode a song and return its log-mel windows [n, n_mels, frames] float16 and start samples."""
-    samples = decode(path, spec.sample_rate)
+    samples = decode(path, spec.sample_rate, spec.max_song_seconds)
     check_song(samples, spec)
     starts = window_starts(len(samples), spec)
     mels = np.stack([log_mel(samples[s : s + spec.window_samples], spec) for s in starts])

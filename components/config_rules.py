@@ -37,6 +37,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "features.n_fft": (16, 65_536, "2048 is the report's"),
     "features.hop_length": (1, 65_536, "512 is the report's"),
     "features.silence_db": (-200.0, 0.0, "a peak level in dBFS, -60 is the default"),
+    "features.max_song_seconds": (1.0, 86_400.0, "1200 (20 min) is the default"),
     "model.latent_dim": (1, 65_536, "128 is the report's"),
     "model.dropout": (0.0, 0.99, "a probability below 1; 0 turns it off"),
     "model.beta": (0.0, 1000.0, "the KL weight: 1 for a VAE, 4 for beta-VAE"),
@@ -174,6 +175,9 @@ def _check_features(flat: dict[str, Any], error: type[Exception]) -> None:
         raise error(f"features.window_seconds={window} holds {int(window * rate)} samples at "
                     f"features.sample_rate={rate}, fewer than features.n_fft={n_fft}; lengthen the window "
                     f"or lower n_fft")
+    if flat["features.max_song_seconds"] < window:
+        raise error(f"features.max_song_seconds={flat['features.max_song_seconds']} is shorter than "
+                    f"features.window_seconds={window}: every song would be skipped; raise it")
     if flat["features.n_mels"] > n_fft // 2 + 1:
         raise error(f"features.n_mels={flat['features.n_mels']} is more than the {n_fft // 2 + 1} frequency "
                     f"bins of features.n_fft={n_fft}; lower n_mels or raise n_fft")

@@ -325,6 +325,10 @@ def log_missing_epochs(history: list[dict[str, float]]) -> set[int]:
     return logged | {int(entry["epoch"]) for entry in history}
 
 
+def active_run_tag(name: str) -> str | None:
+    return mlflow.get_run(active_run_id()).data.tags.get(name)
+
+
 def set_tags(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
 

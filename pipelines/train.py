@@ -126,7 +126,8 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
                       epoch_scorer=epoch_scores if config["eval"]["epoch_method"] else None,
                       tasks=(*TASKS, "row"))
     train_loader = loader_for(train_set, config, True, trainer.device)
-    if trainer.resume():
+    resumed = trainer.resume()
+    if resumed:
         print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
         logged |= tracking.log_missing_epochs(trainer.state.history)
     elif config["model"]["pretrain_epochs"] > 0:
@@ -142,10 +143,13 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     tracking.log_metrics({"train/best_epoch": state.best_epoch, "train/epochs_run": state.epoch + 1})
     # The model is logged before evaluation, so a failure there (a degenerate split, a plot) ends
     # the run FAILED with the trained weights kept, not lost.
-    served, example = build_embedding_model(trainer.model, cache, config, lyrics, trainer.device,
-                                            trainer.precision)
-    model_uri = tracking.log_model(served, example)
-    tracking.set_tags({"model_uri": model_uri})  # what promotion registers (a FINISHED run only)
+    # A resumed run that failed after logging its model (in evaluation) keeps that model.
+    model_uri = tracking.active_run_tag("model_uri") if resumed else None
+    if model_uri is None:
+        served, example = build_embedding_model(trainer.model, cache, config, lyrics, trainer.device,
+                                                trainer.precision)
+        model_uri = tracking.log_model(served, example)
+        tracking.set_tags({"model_uri": model_uri})  # what promotion registers (a FINISHED run only)
     scores, figures = evaluate(trainer.model, cache, config, trainer.device, trainer.precision, lyrics)
     tracking.log_metrics(scores)
     for path, figure in figures.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,26 @@ def test_song_rejected_for_too_short_audio(tmp_path):
     from components.audio import song_windows
     with pytest.raises(SongRejected, match="too short"):
         song_windows(write_tone(tmp_path / "s.wav", 5.0), full_spec())
+
+
+def test_a_file_longer_than_the_limit_is_refused_before_decoding_and_never_read_past_it(tmp_path,
+                                                                                       monkeypatch):
+    import librosa
+
+    from components.audio import song_windows
+    spec = replace(full_spec(), window_seconds=2.0, hop_seconds=2.0, max_song_seconds=4.0)
+    long = write_tone(tmp_path / "long.flac", 6.0)
+    with pytest.raises(SongRejected, match=r"longer than features.max_song_seconds=4 \(6 s\): cut it"):
+        song_windows(long, spec)
+    # A header that understates the length: the decode stops at the limit and refuses it then.
+    read = []
+    load = librosa.load
+    monkeypatch.setattr(librosa, "get_duration", lambda path: 1.0)
+    monkeypatch.setattr(librosa, "load", lambda *a, **k: read.append(k["duration"]) or load(*a, **k))
+    with pytest.raises(SongRejected, match=r"max_song_seconds=4 \(5 s\)"):
+        song_windows(long, spec)
+    assert read == [5.0]
+    assert len(song_windows(write_tone(tmp_path / "ok.wav", 4.0), spec)[1]) == 2
 
 
 def test_prepare_entry_point_decodes_in_parallel_and_logs_the_dataset(corpus, tmp_path, mlflow_store,

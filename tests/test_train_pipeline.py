@@ -114,6 +114,7 @@ def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflo
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
+    working = pipeline.evaluate
     monkeypatch.setattr(pipeline, "evaluate", broken)
     with pytest.raises(RuntimeError, match="evaluation broke"):
         train(_args(tmp_path, corpus, "train.epochs=1"))
@@ -121,6 +122,14 @@ def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflo
     assert run.info.status == "FAILED" and run.data.metrics["train/best_epoch"] == 0
     served = mlflow.pyfunc.load_model(run.data.tags["model_uri"])  # the trained weights, logged
     assert served.metadata is not None
+
+    monkeypatch.setattr(pipeline, "evaluate", working)  # the same config resumes into the missing steps
+    assert train([*_args(tmp_path, corpus, "train.epochs=1"), "--resume", run.info.run_id]) == run.info.run_id
+    resumed = mlflow.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED" and "test/genre/nmi" in resumed.data.metrics
+    assert resumed.data.tags["model_uri"] == run.data.tags["model_uri"]  # not trained or logged again
+    assert len(mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
+                                           output_format="list")) == 1
 
 
 def test_a_one_dimensional_latent_or_a_single_point_still_draws_its_projection():
