@@ -151,6 +151,10 @@ def read_catalog(source: Path, languages: list[str] | None = None,
         )
     songs = _filter_labels(songs, "language", languages, skipped)
     songs = _filter_labels(songs, "genre", genres, skipped)
+    if not songs and not skipped:
+        raise CatalogError(f"{source}: no audio files found; expected <root>/<language>/<genre>/<song>"
+                           f"{{{','.join(AUDIO_EXTENSIONS)}}} or a metadata.csv "
+                           f"(song_id,path,language,genre)")
     if not songs:
         raise CatalogError(f"{source}: no usable songs (skipped: {skipped[:5]})")
     return Catalog(songs=songs, skipped=skipped, root=root)

@@ -31,6 +31,14 @@ def masked_value(value: Any) -> Any:
 
 
 def masked_text(text: str, url: str) -> str:
-    """Any text (an error message, a log line) with the URL's password replaced by ***."""
+    """Any text (an error message, a log line) with the URL's password replaced by ***: wherever
+    it appears, or, when shorter than 4 characters (it would match inside ordinary words and
+    mangle the message), where a URL or DSN holds it."""
     password = password_of(url)
-    return text.replace(password, "***") if password else text
+    if not password:
+        return text
+    if len(password) >= 4:
+        return text.replace(password, "***")
+    for held in (f":{password}@", f"password={password}"):
+        text = text.replace(held, held.replace(password, "***"))
+    return text

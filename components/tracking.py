@@ -134,6 +134,14 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
     if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id and not nested:
         mlflow.set_experiment(config["tracking"]["experiment"])
     warn_if_gpu_metrics_missing()
+    if resume_run_id:
+        try:
+            mlflow.MlflowClient().get_run(resume_run_id)
+        except MlflowException as err:
+            raise TrackingError(f"no run '{resume_run_id}' to resume in the tracking store "
+                                f"{masked(tracking_uri())} ({first_line(err)}): pass the id pipelines.train "
+                                f"printed (or from the MLflow UI), and set MLFLOW_TRACKING_URI if the run "
+                                f"lives elsewhere") from err
     active = mlflow.start_run(run_id=resume_run_id, run_name=run_name, nested=nested,
                               parent_run_id=parent_run_id, tags=tags,
                               log_system_metrics=config["tracking"]["system_metrics"])

@@ -80,3 +80,13 @@ def test_documented_servers_bind_to_loopback_unless_the_line_says_otherwise():
         host = re.search(r"(?:--host|-h)[ =](\S+)", line)
         assert host, f"no --host in: {line.strip()}"
         assert host.group(1) == "127.0.0.1" or "reachable from" in line, line.strip()
+
+
+def test_a_password_is_masked_in_error_text_without_mangling_the_words_around_it():
+    from components.redaction import masked_text
+
+    error = 'psycopg.OperationalError: connection to "postgresql://user:p@db:5432/x" failed: password=p'
+    assert masked_text(error, "postgresql://user:p@db:5432/x") == (
+        'psycopg.OperationalError: connection to "postgresql://user:***@db:5432/x" failed: password=***')
+    long = masked_text("auth failed for s3cret-pw (s3cret-pw)", "postgresql://u:s3cret-pw@h/db")
+    assert long == "auth failed for *** (***)"
