@@ -39,6 +39,6 @@ def masked_text(text: str, url: str) -> str:
         return text
     if len(password) >= 4:
         return text.replace(password, "***")
-    for held in (f":{password}@", f"password={password}"):
-        text = text.replace(held, held.replace(password, "***"))
+    for before, after in ((":", "@"), ("password=", "")):
+        text = text.replace(f"{before}{password}{after}", f"{before}***{after}")
     return text
