@@ -379,3 +379,9 @@ def test_sigterm_ends_a_prepare_run_killed_with_its_workers(corpus, tmp_path, ml
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "KILLED" and "stopped by signal SIGTERM" in run.data.tags["error"]
     assert not list((tmp_path / "cache").glob(".building-*"))
+
+
+def test_a_data_folder_without_audio_says_what_layout_is_expected(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogError, match=r"no audio files found; expected <root>/<language>/<genre>/"):
+        read_catalog(tmp_path / "empty")

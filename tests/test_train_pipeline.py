@@ -209,3 +209,12 @@ def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_pa
     assert resumed["train"]["lr_fan_in_reference"] is None and resumed["train"]["precise_bn_batches"] == 0
     assert resumed["train"]["checkpoint_every"] == config["train"]["checkpoint_every"]
     assert "predates the settings" in capsys.readouterr().err
+
+
+def test_resuming_a_run_id_the_store_does_not_hold_names_the_store_and_the_fix(tmp_path, corpus,
+                                                                               mlflow_store):
+    from components.tracking import TrackingError
+
+    with pytest.raises(TrackingError, match="no run 'deadbeef' to resume in the tracking store sqlite:///"):
+        train([*_args(tmp_path, corpus), "--resume", "deadbeef"])
+    assert not (tmp_path / "cache").exists()
