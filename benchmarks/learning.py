@@ -33,19 +33,31 @@ EXPERIMENT = "learning-benchmark"
 SCORES = ("nmi", "ami", "nmi_ci_low", "nmi_ci_high", "nmi_chance_mean", "nmi_chance_p95", "nmi_p_value")
 
 
-def run_row(corpus: str, name: str, run_id: str) -> dict[str, Any]:
-    """One trained run, from its logged metrics."""
+def logged_name(metrics: dict[str, float], task: str) -> str:
+    """The name a run's test scores for a task are logged under: the task, or <task>_conditioned
+    for a model given that label."""
+    return task if f"test/{task}/nmi" in metrics else f"{task}_conditioned"
+
+
+def training_summary(run_id: str) -> dict[str, Any]:
+    """What training reached in a run: best epoch, epochs run, validation reconstruction per
+    feature at initialisation and at the best epoch; and its logged metrics."""
     client = mlflow.MlflowClient()
     metrics = client.get_run(run_id).data.metrics
     best = int(metrics["train/best_epoch"])
     history = client.get_metric_history(run_id, "val/recon_per_feature")
-    row: dict[str, Any] = {
-        "corpus": corpus, "model": name, "run": run_id, "best_epoch": best,
-        "epochs": int(metrics["train/epochs_run"]),
-        "val_recon_per_feature_init": metrics.get("val/recon_per_feature_init"),
-        "val_recon_per_feature_best": next((m.value for m in history if m.step == best), None)}
+    return {"best_epoch": best, "epochs": int(metrics["train/epochs_run"]),
+            "val_recon_per_feature_init": metrics.get("val/recon_per_feature_init"),
+            "val_recon_per_feature_best": next((m.value for m in history if m.step == best), None),
+            "metrics": metrics}
+
+
+def run_row(corpus: str, name: str, run_id: str) -> dict[str, Any]:
+    """One trained run, from its logged metrics."""
+    row: dict[str, Any] = {"corpus": corpus, "model": name, "run": run_id, **training_summary(run_id)}
+    metrics = row.pop("metrics")
     for task in TASKS:
-        logged = task if f"test/{task}/nmi" in metrics else f"{task}_conditioned"
+        logged = logged_name(metrics, task)
         row[f"{task}/label_conditioned"] = logged != task
         for variant, prefix in (("trained", f"test/{logged}"), ("untrained", f"test/{logged}/untrained"),
                                 ("mfcc", f"test/{task}/mfcc")):

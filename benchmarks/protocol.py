@@ -27,6 +27,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
+from benchmarks.learning import logged_name, training_summary
 from components import tracking
 from components.clustering import METHODS, cluster
 from components.config import PROJECT_ROOT
@@ -130,16 +131,10 @@ def run_rows(runs: dict[str, str]) -> list[dict[str, Any]]:
     network untrained (mean of its initialisations), ARI and the true labels' silhouette."""
     rows = []
     for name, run_id in runs.items():
-        metrics = mlflow.get_run(run_id).data.metrics
-        best = int(metrics["train/best_epoch"])
-        history = mlflow.MlflowClient().get_metric_history(run_id, "val/recon_per_feature")
-        at_best = next((m.value for m in history if m.step == best), None)
-        row: dict[str, Any] = {"model": name, "best_epoch": best,
-                               "epochs": int(metrics["train/epochs_run"]),
-                               "val_recon_per_feature_init": metrics.get("val/recon_per_feature_init"),
-                               "val_recon_per_feature_best": at_best}
+        row: dict[str, Any] = {"model": name, **training_summary(run_id)}
+        metrics = row.pop("metrics")
         for task in TASKS:
-            name_of = task if f"test/{task}/nmi" in metrics else f"{task}_conditioned"
+            name_of = logged_name(metrics, task)
             for key in ("nmi", "ari", "silhouette_labels", "nmi_p_value", "untrained/nmi",
                         "untrained/nmi_std", "untrained/nmi_p_value"):
                 row[f"{task}/{key}"] = metrics.get(f"test/{name_of}/{key}")
