@@ -1,4 +1,4 @@
-"""The project's trainer against a bare PyTorch loop: same full-size model, batch 32, same
+"""The project's trainer against a bare PyTorch loop: same full-size model, batch and precision,
 precision, data in memory, in one process; samples/s of both and their ratio.
 
     python -m benchmarks.trainer_overhead [--models conv_vae,vade] [--songs-per-cell 4] [--epochs 6]
