@@ -1,5 +1,5 @@
 """The project's trainer against a bare PyTorch loop: same full-size model, batch and precision,
-precision, data in memory, in one process; samples/s of both and their ratio.
+data in memory, in one process; samples/s of both and their ratio.
 
     python -m benchmarks.trainer_overhead [--models conv_vae,vade] [--songs-per-cell 4] [--epochs 6]
         [--variants before,inline,background] [--no-default-adam] [--out results/trainer_overhead.json]

@@ -122,7 +122,11 @@ def check_settings(config: dict[str, Any], defaults: dict[str, Any], error: type
             raise error(_not_a_choice(key, flat[key], allowed))
     for key, (low, high, fix) in RANGES.items():
         value = flat[key]
-        if value is None or (key == "train.checkpoint_every" and value == "auto"):
+        if key == "train.checkpoint_every" and isinstance(value, str):
+            if value != "auto":
+                raise error(_not_a_choice(key, value, ("auto", "<an integer >= 1>")))
+            continue
+        if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise error(f"{key}={value!r} must be a number in [{low}, {high}]; {fix}")

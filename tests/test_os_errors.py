@@ -16,7 +16,8 @@ from tests.conftest import tiny_overrides
 
 
 def _run(args: list[str], tmp_path, uri: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT), "MLFLOW_TRACKING_URI": uri}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # no other test's run
+    env |= {"PYTHONPATH": str(PROJECT_ROOT), "MLFLOW_TRACKING_URI": uri}
     return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
 

@@ -71,10 +71,13 @@ SERVER_COMMAND = re.compile(
 
 
 def test_documented_servers_bind_to_loopback_unless_the_line_says_otherwise():
-    """Each server command in the README names its host: 127.0.0.1, or another address on a line
-    that says why (the team's shared server must be reachable from the workers' machines)."""
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    commands = SERVER_COMMAND.findall(readme)  # continued lines joined above
+    """Each server command in the documentation (README.md, docs/*.md, benchmarks/README.md) names
+    its host: 127.0.0.1, or another address on a line that says why (the team's shared server must
+    be reachable from the workers' machines)."""
+    documents = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md")),
+                 PROJECT_ROOT / "benchmarks" / "README.md"]
+    commands = [line for document in documents  # continued lines joined
+                for line in SERVER_COMMAND.findall(document.read_text(encoding="utf-8").replace("\\\n", " "))]
     assert len(commands) >= 4
     for line in commands:
         host = re.search(r"(?:--host|-h)[ =](\S+)", line)
