@@ -6,7 +6,7 @@ the training memory each needs at the report's full size (batch 32, 128 x 1292).
 Memory without a GPU is an estimate, said as such: parameters + gradients + Adam's two moments
 (4 x 4 bytes per parameter) plus the activations kept for backward, measured with forward hooks
 on one example and scaled to 32 (float32; float16 AMP halves the activation part).
-Writes benchmarks/results/architectures.json and prints markdown tables for the README.
+Writes benchmarks/results/architectures.json and prints the tables of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import os
 import mlflow
 import torch
 
-from components.comparison import comparison_table, to_markdown
 from components.config import PROJECT_ROOT, load_config
+from components.evaluation.comparison import comparison_table, to_markdown
 from components.models import MODELS, build_model, count_parameters
-from components.tracking import latest_training_runs
+from components.tracking.mlflow_runs import latest_training_runs
 from pipelines.train import main as train
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "architectures.json"

@@ -2,7 +2,7 @@
 
     python -m benchmarks.cpu_precision [--batch 8] [--steps 2]
 
-Backs the README's reason for turning CPU autocast off where oneDNN has no bf16 kernels.
+Backs the documented reason for turning CPU autocast off where oneDNN has no bf16 kernels.
 Writes benchmarks/results/cpu_precision.json.
 """
 

@@ -1,4 +1,4 @@
-"""Screenshots of both dashboards for the README, from a small real study.
+"""Screenshots of both dashboards for the README and docs/dashboards.md, from a small real study.
 
     python -m benchmarks.dashboard_screenshots [--trials 8] [--epochs 6] [--task genre] [--workdir DIR]
 

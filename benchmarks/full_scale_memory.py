@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from components.config import PROJECT_ROOT
-from components.demo_corpus import generate_demo_corpus
+from corpora.demo_corpus import generate_demo_corpus
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "full_scale_memory.json"
 VARIANTS = {"default": [], "activation_checkpointing": ["train.activation_checkpointing=true"],
@@ -81,9 +81,9 @@ def bare_steps(model_name: str, batch_size: int, steps: int, overrides: list[str
     import torch
 
     from components.config import load_config
-    from components.host_memory import map_large_allocations
     from components.models import build_model
-    from components.training import make_optimizer, optimizer_step, prepare_model
+    from components.training.host_memory import map_large_allocations
+    from components.training.trainer import make_optimizer, optimizer_step, prepare_model
 
     config = load_config(model_name, overrides)
     config["model"] |= {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}

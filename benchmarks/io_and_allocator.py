@@ -67,9 +67,9 @@ def checkpoint_write(folder: Path) -> dict[str, list[float]]:
 def steps(lean: bool, count: int) -> dict[str, float]:
     """In this process: `count` full-size conv_vae training steps at batch 32."""
     from components.config import load_config
-    from components.host_memory import map_large_allocations
     from components.models import build_model
-    from components.training import make_optimizer, optimizer_step
+    from components.training.host_memory import map_large_allocations
+    from components.training.trainer import make_optimizer, optimizer_step
 
     if lean:
         map_large_allocations()

@@ -11,7 +11,7 @@ reconstruction per feature of val at initialisation and at the best epoch (1.0 =
 mean), the best epoch, and on the TEST songs (song level, KMeans, the declared protocol) the NMI
 and AMI of the trained weights, of the same network untrained (mean +- std of eval.untrained_inits
 initialisations) and of MFCC statistics, each with its permutation chance level, p-value and
-bootstrap interval. Writes benchmarks/results/learning.json and prints the README tables.
+bootstrap interval. Writes benchmarks/results/learning.json; prints the tables of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import mlflow
 
 from components.config import PROJECT_ROOT
-from components.dataset import TASKS
+from components.data.dataset import TASKS
 from components.models import MODELS
 from pipelines.train import main as train
 

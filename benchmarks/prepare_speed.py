@@ -4,7 +4,7 @@ spectrogram per 30 s window), all in minutes of audio per second.
 
     python -m benchmarks.prepare_speed        (make bench)
 
-Writes benchmarks/results/prepare_speed.json and prints a markdown table for the README.
+Writes benchmarks/results/prepare_speed.json and prints a markdown table for benchmarks/README.md.
 Ratios, not absolute seconds, are what carries across machines: real-time factor = audio
 seconds processed per wall second of one process.
 """
@@ -21,10 +21,10 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from components.audio import FeatureSpec, song_windows
-from components.catalog import read_catalog
 from components.config import PROJECT_ROOT, load_config, set_dotted
-from components.preparation import prepare_features, resolve_source
+from components.data.audio import FeatureSpec, song_windows
+from components.data.catalog import read_catalog
+from components.data.preparation import prepare_features, resolve_source
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "prepare_speed.json"
 

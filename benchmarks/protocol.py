@@ -14,7 +14,7 @@ trained model two ways:
 Between them: the same validation windows scored by the declared method alone (what picking the
 best method added) and the window-level null that permutes songs, not windows. MFCC statistics
 run through both. A CVAE's score on its own label is shown, marked, and is no result in either.
-Writes benchmarks/results/protocol.json and prints the README table.
+Writes benchmarks/results/protocol.json and prints the table of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ import mlflow
 import numpy as np
 
 from benchmarks.learning import logged_name, training_summary
-from components import tracking
-from components.clustering import METHODS, cluster
 from components.config import PROJECT_ROOT
-from components.dataset import TASKS
-from components.evaluation import Protocol, served_embeddings, served_scores
-from components.lyrics import embed_lyrics
-from components.mfcc_baseline import mfcc_statistics
+from components.data.dataset import TASKS
+from components.data.lyrics import embed_lyrics
+from components.data.preparation import prepare_features
+from components.evaluation.clustering import cluster
+from components.evaluation.mfcc_baseline import mfcc_statistics
+from components.evaluation.scoring import Protocol, served_embeddings, served_scores
+from components.evaluation.significance import Resampling, partition_scores
 from components.models import MODELS
-from components.preparation import prepare_features
-from components.significance import Resampling, partition_scores
+from components.tracking import mlflow_runs as tracking
+from components.vocabulary import METHODS
 from pipelines.train import main as train
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "protocol.json"

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from components.config import PROJECT_ROOT, load_config
-from components.dataset import WindowDataset, loader_for
-from components.lyrics import embed_lyrics
+from components.data.dataset import WindowDataset, loader_for
+from components.data.lyrics import embed_lyrics
+from components.data.preparation import prepare_features
 from components.models import MODELS, adapt_to_data, build_model
-from components.preparation import prepare_features
-from components.pretraining import pretrain_and_init_mixture
-from components.training import Trainer, make_optimizer
+from components.training.pretraining import pretrain_and_init_mixture
+from components.training.trainer import Trainer, make_optimizer
 from pipelines.train import seed_everything
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "recipe.jsonl"

@@ -87,12 +87,12 @@ def phases(model: str, folder: Path) -> dict[str, float]:
 
     import pipelines.train  # noqa: F401  (what `python -m pipelines.train` imports first)
     lap("import_pipelines_train_s")
-    from components import tracking
     from components.config import load_config
-    from components.dataset import WindowDataset, make_loader
+    from components.data.dataset import WindowDataset, make_loader
+    from components.data.preparation import prepare_features
     from components.models import adapt_to_data, build_model
-    from components.preparation import prepare_features
-    from components.training import Trainer
+    from components.tracking import mlflow_runs as tracking
+    from components.training.trainer import Trainer
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'phases.db'}"
     config = load_config(model, [f"train.checkpoint_dir={folder / 'checkpoints'}"])
     lap("load_config_s")
@@ -128,7 +128,7 @@ def main() -> None:
             print(json.dumps(phases(args.model, folder)))
             return
         from components.config import load_config
-        from components.preparation import prepare_features
+        from components.data.preparation import prepare_features
         prepare_features(load_config(args.model))  # the cache is warm, as on a second run
         runs = []
         for i in range(args.repeats):

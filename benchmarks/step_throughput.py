@@ -26,7 +26,7 @@ import torch
 from benchmarks.trainer_overhead import bare_loop
 from components.config import PROJECT_ROOT, load_config
 from components.models import MODELS, build_model, count_parameters, input_shape_of
-from components.training import prepare_model, resolve_device
+from components.training.trainer import prepare_model, resolve_device
 
 VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile": ["train.compile=default"],
             "cpu_preset": ["preset=cpu"]}

@@ -42,16 +42,16 @@ from unittest import mock
 
 import torch
 
-from components import tracking, training
-from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, load_config
-from components.dataset import TASKS, WindowDataset, loader_for, make_loader
-from components.demo_corpus import generate_demo_corpus
-from components.feature_cache import FeatureCache
+from components.data.dataset import TASKS, WindowDataset, loader_for, make_loader
+from components.data.feature_cache import FeatureCache
+from components.data.preparation import prepare_features
+from components.evaluation.clustering import nmi_per_task
 from components.models import adapt_to_data, build_model
 from components.models.base import AFTER_WARMUP
-from components.preparation import prepare_features
-from components.training import (
+from components.tracking import mlflow_runs as tracking
+from components.training import trainer as training
+from components.training.trainer import (
     Trainer,
     autocast,
     choose_precision,
@@ -60,6 +60,7 @@ from components.training import (
     resolve_device,
     to_device,
 )
+from corpora.demo_corpus import generate_demo_corpus
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "trainer_overhead.json"
 

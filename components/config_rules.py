@@ -10,15 +10,20 @@ import math
 import re
 from typing import Any
 
-from components.metric_names import TASKS
+from components.vocabulary import (
+    AUDIO_ENCODERS,
+    CHECKPOINT_WRITES,
+    COMPILE_MODES,
+    FUSIONS,
+    LYRICS_ENCODERS,
+    METHODS,
+    PRUNERS,
+    SAMPLERS,
+    TASKS,
+    UNITS,
+)
 
 BIG = 1_000_000_000
-# Choices that no heavier module owns; the trainer, clustering and aggregation modules own theirs.
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
-FUSIONS = ("early", "late", "attention")
-AUDIO_ENCODERS = ("conv", "basic")
-LYRICS_ENCODERS = ("tfidf_svd", "transformer")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # key: (lowest, highest, what the key means or a usual value); bounds included.
@@ -83,11 +88,6 @@ NULLABLE = {"eval.epoch_method", "train.lr_fan_in_reference"}
 
 
 def _choices() -> dict[str, tuple[Any, ...]]:
-    # Late: these modules import torch or scikit-learn, and import this module's ConfigError.
-    from components.aggregation import UNITS
-    from components.clustering import METHODS
-    from components.training import CHECKPOINT_WRITES, COMPILE_MODES
-
     return {
         "model.condition_on": (None, *TASKS), "model.fusion": FUSIONS,
         "model.audio_encoder": AUDIO_ENCODERS, "lyrics.encoder": LYRICS_ENCODERS,

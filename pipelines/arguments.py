@@ -9,11 +9,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from components.catalog import CatalogError
 from components.config import ConfigError, load_config
+from components.data.catalog import CatalogError
 from components.error_summary import os_error_line
-from components.registry import RegistryError
-from components.tracking import TrackingError
+from components.tracking.mlflow_runs import TrackingError
+from components.tracking.registry import RegistryError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ import argparse
 
 import pandas as pd
 
-from components import registry
-from components.comparison import TASKS, result_cells, to_markdown
+from components.evaluation.comparison import TASKS, result_cells, to_markdown
+from components.tracking import registry
 from pipelines.arguments import run_cli
 
 

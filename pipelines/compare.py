@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from components import tracking
-from components.comparison import comparison_table, to_markdown
 from components.config import defaults
+from components.evaluation.comparison import comparison_table, to_markdown
+from components.tracking import mlflow_runs as tracking
 from pipelines.arguments import run_cli
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 
-from components import registry, tracking
 from components.config import ConfigError, with_overrides
-from components.evaluation import Protocol, headline_lines, served_scores
-from components.lyrics import embed_lyrics
-from components.metric_names import REPORT
-from components.preparation import prepare_features
+from components.data.lyrics import embed_lyrics
+from components.data.preparation import prepare_features
+from components.evaluation.scoring import Protocol, headline_lines, served_scores
+from components.tracking import mlflow_runs as tracking
+from components.tracking import registry
+from components.vocabulary import REPORT
 from pipelines.arguments import run_cli, use_tracking_uri
 
 # What an evaluation may change: the protocol, which corpus, where caches go, where runs go.

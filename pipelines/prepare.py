@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from components import tracking
-from components.preparation import prepare_features
+from components.data.preparation import prepare_features
+from components.tracking import mlflow_runs as tracking
 from pipelines.arguments import parser, resolve, run_cli
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from components import registry
+from components.tracking import registry
 from pipelines.arguments import run_cli
 
 

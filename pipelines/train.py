@@ -18,20 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from components import checkpoint, tracking
-from components.aggregation import to_unit
-from components.checkpoint import TrainState
-from components.clustering import nmi_per_task
 from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten, set_dotted
-from components.cross_validation import fold_summary, summary_lines
-from components.dataset import TASKS, WindowDataset, loader_for
-from components.embedding_model import build_embedding_model
-from components.evaluation import Protocol, evaluate, headline_lines, song_ids
-from components.lyrics import embed_lyrics
+from components.data.dataset import TASKS, WindowDataset, loader_for
+from components.data.lyrics import embed_lyrics
+from components.data.preparation import prepare_features
+from components.evaluation.aggregation import to_unit
+from components.evaluation.clustering import nmi_per_task
+from components.evaluation.cross_validation import fold_summary, summary_lines
+from components.evaluation.scoring import Protocol, evaluate, headline_lines, song_ids
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
-from components.preparation import prepare_features
-from components.pretraining import pretrain_and_init_mixture
-from components.training import MetricsCallback, Trainer
+from components.tracking import mlflow_runs as tracking
+from components.tracking.embedding_model import build_embedding_model
+from components.training import checkpoint
+from components.training.checkpoint import TrainState
+from components.training.pretraining import pretrain_and_init_mixture
+from components.training.trainer import MetricsCallback, Trainer
 from pipelines.arguments import parser, resolve, run_cli
 
 
@@ -72,7 +73,7 @@ def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
-    scores: dict[str, float | str]  # '<split>/<task>/<metric>' etc. (components.evaluation), as logged
+    scores: dict[str, float | str]  # '<split>/<task>/<metric>' (components.evaluation.scoring), as logged
     model_uri: str
     state: TrainState
 

@@ -22,13 +22,14 @@ from typing import Any
 import optuna
 from optuna_dashboard import save_note
 
-from components import registry, tracking
-from components import study as studies
 from components.config import ConfigError, load_config
-from components.preparation import prepare_features
-from components.redaction import masked, password_of
-from components.search_space import load_search_space, suggest_overrides
-from components.training import NonFiniteLoss
+from components.data.preparation import prepare_features
+from components.tracking import mlflow_runs as tracking
+from components.tracking import registry
+from components.tracking import study as studies
+from components.tracking.redaction import masked, password_of
+from components.tracking.search_space import load_search_space, suggest_overrides
+from components.training.trainer import NonFiniteLoss
 from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
 from pipelines.train import checkpoint_dir, train
 

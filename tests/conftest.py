@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from components.config import load_config
-from components.demo_corpus import generate_demo_corpus
+from corpora.demo_corpus import generate_demo_corpus
 
 # 16 mel bins, 2 s windows with a 1 s hop: logic at tiny cost. Songs of 31-35 s give ~30 windows.
 TINY = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.aggregation import to_unit
 from components.config import ConfigError
+from components.evaluation.aggregation import to_unit
 
 
 def test_song_unit_averages_windows_and_keeps_each_songs_label():
@@ -33,9 +33,9 @@ def test_window_unit_is_the_identity_and_unknown_units_are_refused():
     (np.where(np.eye(6, 4) > 0, np.nan, 0.0) + np.arange(6)[:, None], "non-finite embeddings"),
 ])
 def test_points_no_clustering_can_mean_anything_are_reported_unscored(embeddings, reason):
-    from components.clustering import nmi_per_task
-    from components.evaluation import Protocol, headline_lines, protocol_scores
-    from components.significance import Resampling
+    from components.evaluation.clustering import nmi_per_task
+    from components.evaluation.scoring import Protocol, headline_lines, protocol_scores
+    from components.evaluation.significance import Resampling
 
     labels = {"genre": np.array(["a", "b"] * 3), "language": np.array(["x", "x", "y", "y", "z", "z"])}
     protocol = Protocol("kmeans", ("gmm",), "song", Resampling(20, 20))
@@ -46,8 +46,8 @@ def test_points_no_clustering_can_mean_anything_are_reported_unscored(embeddings
 
 
 def test_a_one_dimensional_latent_is_scored():
-    from components.evaluation import Protocol, protocol_scores
-    from components.significance import Resampling
+    from components.evaluation.scoring import Protocol, protocol_scores
+    from components.evaluation.significance import Resampling
 
     points = np.array([[0.0], [0.1], [5.0], [5.1]])
     labels = {"genre": np.array(["a", "a", "b", "b"]), "language": np.array(["x", "y", "x", "y"])}

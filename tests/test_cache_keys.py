@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from components.audio import FeatureSpec
-from components.catalog import Catalog, Song
 from components.config import load_config
-from components.feature_cache import input_digest, split_key
-from components.lyrics import lyrics_key
-from components.pretraining import pretrain_key
-from components.splits import SplitSpec
+from components.data.audio import FeatureSpec
+from components.data.catalog import Catalog, Song
+from components.data.feature_cache import input_digest, split_key
+from components.data.lyrics import lyrics_key
+from components.data.splits import SplitSpec
+from components.training.pretraining import pretrain_key
 
 SPEC = FeatureSpec(22050, 30.0, 20.0, 10.0, 128, 2048, 512, -60.0)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+import pytest
 
-from components.comparison import comparison_table, to_markdown
+from components.evaluation.comparison import comparison_table, to_markdown
 from pipelines.compare import main as compare
 from pipelines.train import main as train
 from tests.conftest import tiny_overrides
 
 
+@pytest.mark.slow
 def test_compare_tables_the_latest_run_of_each_model(tmp_path, corpus, mlflow_store):
     ids = {}
     for model, hidden in [("conv_vae", "[8,16]"), ("cvae_genre", "[8,16]"), ("conv_vae", "[8,8]")]:

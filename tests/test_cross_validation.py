@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.cross_validation import fold_summary
+from components.evaluation.cross_validation import fold_summary
 from pipelines import train as train_pipeline
 from tests.conftest import tiny_overrides
 
@@ -18,6 +18,7 @@ def _args(tmp_path, corpus, *extra):
     return ["--model", "basic_vae", "--data", str(corpus), "--overrides", " ".join(overrides)]
 
 
+@pytest.mark.slow
 def test_folds_are_song_disjoint_runs_summarised_and_resumable(tmp_path, corpus, mlflow_store, monkeypatch):
     original = train_pipeline.train
     interrupted = []

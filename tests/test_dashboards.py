@@ -15,12 +15,14 @@ import mlflow
 import optuna
 import pytest
 
-from components import study as studies
+from components.tracking import study as studies
 from pipelines import tune
 from tests import servers
 from tests.conftest import tune_args
 
 STUDY = "basic_vae-genre"
+
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
 
 
 @dataclass(frozen=True)

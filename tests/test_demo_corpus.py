@@ -13,12 +13,12 @@ import soundfile as sf
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from components import demo_corpus
-from components.catalog import read_catalog
 from components.config import ConfigError
-from components.demo_corpus import GENRES, LANGUAGES, generate_demo_corpus
-from components.lyrics import tfidf_svd
-from components.lyrics_text import read_lyrics
+from components.data.catalog import read_catalog
+from components.data.lyrics import tfidf_svd
+from components.data.lyrics_text import read_lyrics
+from corpora import demo_corpus
+from corpora.demo_corpus import GENRES, LANGUAGES, generate_demo_corpus
 
 SMALL = {"songs_per_cell": 1, "min_seconds": 31.0, "max_seconds": 33.0}
 HEADER = ["song_id", "path", "language", "genre", "lyrics_path"]

@@ -22,16 +22,16 @@ import pandas as pd
 import pytest
 import torch
 
-from components import checkpoint
-from components.clustering import kmeans
 from components.config import load_config
-from components.dataset import WindowDataset
-from components.embedding_model import EmbeddingModel, InputError, build_embedding_model
-from components.evaluation import Protocol, latent_means, protocol_scores, song_ids
-from components.lyrics import embed_lyrics
+from components.data.dataset import WindowDataset
+from components.data.lyrics import embed_lyrics
+from components.data.preparation import prepare_features
+from components.evaluation.clustering import kmeans
+from components.evaluation.scoring import Protocol, latent_means, protocol_scores, song_ids
 from components.models import adapt_to_data, build_model
-from components.preparation import prepare_features
-from components.training import choose_precision
+from components.tracking.embedding_model import EmbeddingModel, InputError, build_embedding_model
+from components.training import checkpoint
+from components.training.trainer import choose_precision
 from pipelines.train import main as train
 from tests.conftest import tiny_overrides
 
@@ -92,6 +92,7 @@ def _raw_windows(dataset: WindowDataset) -> np.ndarray:
     return np.asarray(dataset.cache.windows[dataset.row_ids], np.float32)[:, None]
 
 
+@pytest.mark.slow
 def test_served_embedding_is_the_training_models_latent_means(store, trained):
     run_id = trained("basic_vae")
     run = mlflow.get_run(run_id)
@@ -235,6 +236,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+@pytest.mark.slow
 def test_champion_alias_is_served_over_http(store, trained):
     model_uri = mlflow.get_run(trained("basic_vae")).data.tags["model_uri"]
     version = mlflow.register_model(model_uri, "served_basic_vae")

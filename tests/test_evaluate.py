@@ -7,13 +7,14 @@ import pytest
 from mlflow import MlflowClient
 
 from components.config import ConfigError
-from components.demo_corpus import generate_demo_corpus
-from components.registry import promote
+from components.tracking.registry import promote
+from corpora.demo_corpus import generate_demo_corpus
 from pipelines.evaluate import main as evaluate
 from pipelines.train import main as train
 from tests.conftest import tiny_overrides
 
 
+@pytest.mark.slow
 def test_champion_is_scored_on_test_songs_and_on_an_unseen_corpus(tmp_path, corpus, mlflow_store, capsys):
     overrides = tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", "train.epochs=1")
     trained = train(["--model", "conv_vae", "--data", str(corpus), "--overrides", " ".join(overrides)])

@@ -15,7 +15,7 @@ from components.config import PROJECT_ROOT
 FRAGMENTING = """
 import re, sys
 import numpy as np
-from components.host_memory import map_large_allocations
+from components.training.host_memory import map_large_allocations
 
 def resident_heap_mb():
     return int(re.search(r"RssAnon:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024

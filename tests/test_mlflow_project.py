@@ -9,9 +9,12 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pytest
 
 from components.config import PROJECT_ROOT
 from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
 
 
 def test_mlflow_run_trains_and_accepts_undeclared_overrides(tmp_path, corpus, mlflow_store):
@@ -62,7 +65,7 @@ def test_mlflow_run_tune_entry_point(tmp_path, corpus, mlflow_store):
 
 def test_mlflow_run_evaluate_entry_point_scores_the_champion(tmp_path, corpus, mlflow_store):
     """`mlflow run . -e evaluate -P model_uri=models:/<name>@champion`: its own run, test scores."""
-    from components.registry import promote
+    from components.tracking.registry import promote
     from pipelines.train import main as train
 
     overrides = tiny_overrides(tmp_path, "model.hidden_dims=[16,8]", "train.epochs=1")

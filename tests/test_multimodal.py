@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from components.lyrics import LyricsEncoderError, embed_lyrics, tfidf_svd, transformer_embeddings
+from components.data.lyrics import LyricsEncoderError, embed_lyrics, tfidf_svd, transformer_embeddings
+from components.data.preparation import prepare_features
 from components.models import build_model
-from components.preparation import prepare_features
 from pipelines.train import main as train
 from tests.conftest import tiny_overrides
 
@@ -107,6 +107,7 @@ def test_lyrics_are_embedded_once_and_bad_lyrics_reported(corpus, tmp_path, tiny
     assert np.array_equal(again["arabic_pop_00"], vectors["arabic_pop_00"])
 
 
+@pytest.mark.slow
 def test_multimodal_run_end_to_end(tmp_path, corpus, mlflow_store):
     overrides = tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", "model.attention_heads=2",
                                "lyrics.dim=16", "train.epochs=1")

@@ -14,6 +14,8 @@ from components.config import PROJECT_ROOT
 from components.error_summary import os_error_line
 from tests.conftest import tiny_overrides
 
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
+
 
 def _run(args: list[str], tmp_path, uri: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # no other test's run

@@ -18,12 +18,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from components import study as studies
 from components.config import PROJECT_ROOT
+from components.tracking import study as studies
 from tests import postgres, servers
 from tests.conftest import tune_args
 
 WORKERS = 3
+
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
 
 
 @dataclass
@@ -136,7 +138,7 @@ class ScaledOut:
 @pytest.fixture(scope="module")
 def scaled_out(tmp_path_factory) -> Iterator[ScaledOut]:
     """A PostgreSQL cluster (databases optuna and mlflow) and an MLflow tracking server on it,
-    with a served artifact root, as a team would run them (README: Tuning on many machines)."""
+    with a served artifact root, as a team would run them (docs/tuning.md: Tuning on many machines)."""
     if postgres.binaries() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed; .ci/run installs it")

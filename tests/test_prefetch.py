@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from components.dataset import WindowDataset, loader_for
-from components.prefetch import Prefetching, prefetch
-from components.preparation import prepare_features
+from components.data.dataset import WindowDataset, loader_for
+from components.data.prefetch import Prefetching, prefetch
+from components.data.preparation import prepare_features
 
 
 def _prefetch_threads() -> list[threading.Thread]:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from components.audio import FeatureSpec, SongRejected, decode, window_starts
-from components.catalog import CatalogError, read_catalog
-from components.dataset import WindowDataset
-from components.feature_cache import open_cache
-from components.preparation import prepare_features
+from components.data.audio import FeatureSpec, SongRejected, decode, window_starts
+from components.data.catalog import CatalogError, read_catalog
+from components.data.dataset import WindowDataset
+from components.data.feature_cache import open_cache
+from components.data.preparation import prepare_features
 from tests.conftest import write_tone
 
 
@@ -244,7 +244,7 @@ def test_the_same_audio_under_two_ids_is_an_error_naming_both(corpus, tmp_path, 
 
 
 def test_song_rejected_for_too_short_audio(tmp_path):
-    from components.audio import song_windows
+    from components.data.audio import song_windows
     with pytest.raises(SongRejected, match="too short"):
         song_windows(write_tone(tmp_path / "s.wav", 5.0), full_spec())
 
@@ -253,7 +253,7 @@ def test_a_file_longer_than_the_limit_is_refused_before_decoding_and_never_read_
                                                                                        monkeypatch):
     import librosa
 
-    from components.audio import song_windows
+    from components.data.audio import song_windows
     spec = replace(full_spec(), window_seconds=2.0, hop_seconds=2.0, max_song_seconds=4.0)
     long = write_tone(tmp_path / "long.flac", 6.0)
     with pytest.raises(SongRejected, match=r"longer than features.max_song_seconds=4 \(6 s\): cut it"):
@@ -269,6 +269,7 @@ def test_a_file_longer_than_the_limit_is_refused_before_decoding_and_never_read_
     assert len(song_windows(write_tone(tmp_path / "ok.wav", 4.0), spec)[1]) == 2
 
 
+@pytest.mark.slow
 def test_prepare_entry_point_decodes_in_parallel_and_logs_the_dataset(corpus, tmp_path, mlflow_store,
                                                                        capsys):
     import mlflow
@@ -306,6 +307,7 @@ def _still_running(processes, seconds: float = 20.0) -> list:
     return left
 
 
+@pytest.mark.slow
 def test_a_killed_prepare_leaves_no_worker_and_its_leftovers_are_cleared_by_the_next(
         corpus, tmp_path, mlflow_store):
     import signal
@@ -350,6 +352,7 @@ def test_a_killed_prepare_leaves_no_worker_and_its_leftovers_are_cleared_by_the_
     assert "ended without closing the run" in runs[killed.info.run_id].data.tags["stopped"]
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_prepare_run_killed_with_its_workers(corpus, tmp_path, mlflow_store):
     import signal
     import subprocess

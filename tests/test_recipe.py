@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from components.models import build_model
-from components.training import Trainer, fan_in, lr_groups, make_optimizer
+from components.training.trainer import Trainer, fan_in, lr_groups, make_optimizer
 
 
 def _output_step(layer: nn.Linear, reference: int | None) -> float:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from components import registry
 from components.config import PROJECT_ROOT
-from components.registry import RegistryError, champions, promote, rollback, task_metric
+from components.tracking import registry
+from components.tracking.registry import RegistryError, champions, promote, rollback, task_metric
 from pipelines import champions as champions_cli
 from pipelines import promote as promote_cli
 from pipelines.arguments import run_cli
@@ -224,6 +224,7 @@ def test_champions_command_on_an_empty_registry(mlflow_store, capsys):
     assert "no registered models" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_promote_cli_input_errors_exit_1_with_a_message(mlflow_store):
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     result = subprocess.run([sys.executable, "-m", "pipelines.promote", "--run-id", "nope", "--task",
@@ -246,6 +247,7 @@ def test_promote_cli_prints_the_outcome(mlflow_store, capsys):
     assert "study" not in MlflowClient().get_model_version("conv_vae", "1").tags  # "none" = no study
 
 
+@pytest.mark.slow
 def test_a_real_training_run_is_promoted_and_served(tmp_path, corpus, mlflow_store):
     from pipelines.train import main as train
 

@@ -10,10 +10,10 @@ import re
 import pytest
 import torch
 
-from components import checkpoint
 from components.config import PROJECT_ROOT, ConfigError, load_config
-from components.embedding_model import EmbeddingModel
-from components.search_space import load_search_space
+from components.tracking.embedding_model import EmbeddingModel
+from components.tracking.search_space import load_search_space
+from components.training import checkpoint
 
 
 class Payload:
@@ -86,7 +86,7 @@ def test_documented_servers_bind_to_loopback_unless_the_line_says_otherwise():
 
 
 def test_a_password_is_masked_in_error_text_without_mangling_the_words_around_it():
-    from components.redaction import masked_text
+    from components.tracking.redaction import masked_text
 
     error = 'psycopg.OperationalError: connection to "postgresql://user:p@db:5432/x" failed: password=p'
     assert masked_text(error, "postgresql://user:p@db:5432/x") == (

@@ -7,7 +7,7 @@ import pytest
 
 from components.config import ConfigError, flatten, load_config
 from components.models import MODELS
-from components.search_space import load_search_space, suggest_overrides
+from components.tracking.search_space import load_search_space, suggest_overrides
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

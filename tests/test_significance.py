@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from components.clustering import cluster
-from components.significance import (
+from components.evaluation.clustering import cluster
+from components.evaluation.significance import (
     Resampling,
     _codes,
     _contingency,

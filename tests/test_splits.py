@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.catalog import CatalogError, Song
-from components.splits import SplitSpec, assign_splits
+from components.data.catalog import CatalogError, Song
+from components.data.splits import SplitSpec, assign_splits
 
 
 def corpus(per_cell: int, languages: str = "abcd", genres: str = "xyz") -> list[Song]:

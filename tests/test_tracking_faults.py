@@ -16,6 +16,8 @@ from components.config import PROJECT_ROOT
 from tests import servers
 from tests.conftest import tiny_overrides, tune_args
 
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
+
 
 def _pipeline(module: str, args: list[str], folder: Path, tracking_uri: str,
               as_flag: bool = False) -> subprocess.Popen:

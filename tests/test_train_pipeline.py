@@ -77,6 +77,7 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert np.allclose(served.predict(mel)["embedding"], out["embedding"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_in_the_same_mlflow_run(tmp_path, corpus, mlflow_store):
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     args = _args(tmp_path, corpus, "train.epochs=4", "train.early_stopping_patience=10")
@@ -102,6 +103,7 @@ def test_interrupted_run_resumes_in_the_same_mlflow_run(tmp_path, corpus, mlflow
     assert run.data.metrics["train/epochs_run"] == 4
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused(tmp_path, corpus, mlflow_store):
     from components.config import ConfigError
     run_id = train(_args(tmp_path, corpus, "train.epochs=1"))
@@ -109,6 +111,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, corpus, mlflow_store)
         train([*_args(tmp_path, corpus, "train.epochs=1", "model.latent_dim=4"), "--resume", run_id])
 
 
+@pytest.mark.slow
 def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflow_store, monkeypatch):
     import pipelines.train as pipeline
 
@@ -133,7 +136,7 @@ def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflo
 
 
 def test_a_one_dimensional_latent_or_a_single_point_still_draws_its_projection():
-    from components.plots import latent_projection
+    from components.evaluation.plots import latent_projection
     labels = {"genre": np.array(["pop", "rock", "pop"])}
     for embeddings in (np.random.default_rng(0).normal(size=(3, 1)), np.ones((1, 4))):
         figure = latent_projection(embeddings, {k: v[: len(embeddings)] for k, v in labels.items()}, "t")
@@ -146,6 +149,7 @@ def test_batch_larger_than_data_is_a_clear_error(tmp_path, corpus, mlflow_store)
         train(_args(tmp_path, corpus, "train.batch_size=100000"))
 
 
+@pytest.mark.slow
 def test_cvae_own_label_score_never_appears_under_a_headline_name(tmp_path, corpus, mlflow_store, capsys):
     args = _args(tmp_path, corpus, "train.epochs=1")
     args[1] = "cvae_genre"
@@ -167,10 +171,12 @@ class _Killed(BaseException):
     """Stands for SIGKILL after an epoch was logged: nothing in the process runs after it."""
 
 
+@pytest.mark.slow
 def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlflow_store, monkeypatch):
     import pipelines.train as pipeline
-    from components import checkpoint, tracking
     from components.config import load_config
+    from components.tracking import mlflow_runs as tracking
+    from components.training import checkpoint
 
     flush = checkpoint.Writer.flush
     monkeypatch.setattr(checkpoint.Writer, "flush", lambda self, *a, **k: (
@@ -196,8 +202,8 @@ def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlfl
 
 
 def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_path, capsys):
-    from components import checkpoint
     from components.config import load_config
+    from components.training import checkpoint
     from pipelines.train import config_for_resume
 
     config = load_config("basic_vae", tiny_overrides(tmp_path))
@@ -213,7 +219,7 @@ def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_pa
 
 def test_resuming_a_run_id_the_store_does_not_hold_names_the_store_and_the_fix(tmp_path, corpus,
                                                                                mlflow_store):
-    from components.tracking import TrackingError
+    from components.tracking.mlflow_runs import TrackingError
 
     with pytest.raises(TrackingError, match="no run 'deadbeef' to resume in the tracking store sqlite:///"):
         train([*_args(tmp_path, corpus), "--resume", "deadbeef"])

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import torch
 
-from components import checkpoint
 from components.models import build_model
-from components.training import NonFiniteLoss, Trainer, choose_precision, evaluate_loss, prepare_model
+from components.training import checkpoint
+from components.training.trainer import NonFiniteLoss, Trainer, choose_precision, evaluate_loss, prepare_model
 
 
 def _batches(model, count: int, seed: int = 0) -> list[dict]:
@@ -157,6 +157,7 @@ def test_activation_checkpointing_gives_the_plain_models_gradients_and_statistic
         assert torch.equal(a, b), key  # running mean / var / count updated once, as in plain
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_and_checkpoints_load_into_an_eager_one(tiny_config, tmp_path):
     config = tiny_config("basic_vae", "train.compile=default", "train.epochs=2")
     eager, batch, expected, trainer = _trainer_beside_eager("basic_vae", config, tmp_path / "ckpt")
@@ -192,7 +193,7 @@ def test_grad_scaler_skips_are_counted_and_an_epoch_of_only_skips_stops(tiny_con
     """A CPU GradScaler with a scale so large that the scaled gradients overflow float32: the
     steps it skips are counted, its scale is logged, and an epoch where it skipped every step
     (the weights unchanged) stops training instead of passing for a trained epoch."""
-    from components.training import EveryStepSkipped
+    from components.training.trainer import EveryStepSkipped
 
     config = tiny_config("basic_vae", "train.epochs=1")
     model = build_model("basic_vae", config)
@@ -234,7 +235,7 @@ class _RecordingWindows(torch.utils.data.Dataset):
 def test_a_resumed_run_continues_the_data_order(tiny_config, tmp_path):
     """The batches of a run interrupted after epoch 0 and resumed are those of a run that was
     never interrupted, epoch for epoch (not epoch 0's order replayed by a fresh loader)."""
-    from components.dataset import make_loader
+    from components.data.dataset import make_loader
 
     def run(directory, stops: list[int]) -> list[list[int]]:
         config = tiny_config("basic_vae", "train.prefetch_batches=0")
@@ -335,8 +336,7 @@ def test_an_interruption_between_epochs_writes_the_last_finished_epoch(tiny_conf
 @pytest.mark.parametrize(("writes", "links"), [("inline", True), ("background", True), ("inline", False)])
 def test_best_pt_holds_the_best_epochs_weights_written_or_not(tiny_config, tmp_path, monkeypatch,
                                                                writes, links):
-    from components import training
-
+    from components.training import trainer as training
     # Validation losses by epoch: the best epoch 2 falls between writes (epochs 1, 3, 5), epoch 1
     # was the best when it was written. The two calls before epoch 0 are the initial reconstruction.
     losses = iter([9.0, 9.0, 5.0, 4.0, 1.0, 3.0, 6.0, 7.0])

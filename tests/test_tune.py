@@ -15,12 +15,14 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from components import registry
-from components import study as studies
 from components.config import PROJECT_ROOT, ConfigError, load_config
-from components.redaction import masked
+from components.tracking import registry
+from components.tracking import study as studies
+from components.tracking.redaction import masked
 from pipelines import tune
 from tests.conftest import tiny_overrides, tune_args
+
+pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
 
 
 def load_study(tmp_path: Path, name: str, storage: str | None = None) -> optuna.Study:
@@ -221,7 +223,7 @@ def test_no_test_song_reaches_training_pruning_the_objective_or_promotion(tmp_pa
     """Every window read from the cache is recorded with the phase it was read in: the windows of
     test songs are read only by the final evaluation of a trained model, after its fit, its
     pruning reports and its val scores (the objective) are done."""
-    from components.feature_cache import FeatureCache
+    from components.data.feature_cache import FeatureCache
     from pipelines import train as train_pipeline
 
     reporting = []
@@ -262,7 +264,7 @@ def _caches(tmp_path: Path):
     """The caches under tmp_path with their (only) split applied."""
     import pandas as pd
 
-    from components.feature_cache import open_cache
+    from components.data.feature_cache import open_cache
 
     for path in (tmp_path / "cache").iterdir():
         cache = open_cache(path)

@@ -60,6 +60,7 @@ def test_mixture_initialised_from_latents_separates_blobs(tiny_config):
     assert len(set(assign[:50])) == 1 and len(set(assign[50:])) == 1 and assign[0] != assign[-1]
 
 
+@pytest.mark.slow
 def test_vade_run_pretrains_once_and_scores_its_own_clusters(tmp_path, corpus, mlflow_store):
     overrides = tiny_overrides(tmp_path, "model.hidden_dims=[16,8]", "model.n_clusters=4",
                                "model.pretrain_epochs=1", "train.epochs=1")

@@ -24,7 +24,7 @@ MODELS: dict[str, type[VAE]] = {
 
 def input_shape_of(config: dict[str, Any]) -> tuple[int, int]:
     """(n_mels, frames) of a window under the config's feature settings."""
-    from components.audio import FeatureSpec
+    from components.data.audio import FeatureSpec
 
     spec = FeatureSpec(**config["features"])
     return spec.n_mels, spec.frames

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from components.config_rules import AUDIO_ENCODERS, FUSIONS
 from components.models.base import VAE, Batch, VAEOutput, gaussian_kl, summed_squared_error
 from components.models.blocks import (
     announce_fit,
@@ -20,6 +19,7 @@ from components.models.blocks import (
     fc_encoder,
     fit_to,
 )
+from components.vocabulary import AUDIO_ENCODERS, FUSIONS
 
 
 class MultimodalVAE(VAE):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from components.metric_names import REPORT, TASKS, metric
+from components.vocabulary import REPORT, TASKS, metric
 
 # The report's targets, under the column names of result_cells.
 TARGETS = {"NMI": 0.3, "ARI": 0.2, "silhouette (labels)": 0.3}
@@ -19,7 +19,7 @@ TARGETS = {"NMI": 0.3, "ARI": 0.2, "silhouette (labels)": 0.3}
 
 @dataclass
 class RunSummary:
-    """What the table needs from one training run (filled by components.tracking)."""
+    """What the table needs from one training run (filled by components.tracking.mlflow_runs)."""
 
     model: str
     run_id: str

@@ -28,9 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
-from components.config_rules import PRUNERS, SAMPLERS
-from components.redaction import masked, masked_text
-from components.registry import PROMOTION_TASKS, selection_metric, task_labels
+from components.tracking.redaction import masked, masked_text
+from components.tracking.registry import selection_metric, task_labels
+from components.vocabulary import PROMOTION_TASKS, PRUNERS, SAMPLERS
 
 log = logging.getLogger(__name__)
 

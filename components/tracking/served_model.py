@@ -3,6 +3,6 @@ PythonModel class; the weights come from the model's artifact in load_context.""
 
 import mlflow
 
-from components.embedding_model import EmbeddingModel
+from components.tracking.embedding_model import EmbeddingModel
 
 mlflow.models.set_model(EmbeddingModel())

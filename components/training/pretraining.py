@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from components.checkpoint import atomic_save
 from components.models import VAE
-from components.training import (
+from components.training.checkpoint import atomic_save
+from components.training.trainer import (
     MetricsCallback,
     Precision,
     autocast,

@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.audio import AUDIO_EXTENSIONS
+from components.data.audio import AUDIO_EXTENSIONS
 
 REQUIRED_COLUMNS = ("song_id", "path", "language", "genre")
 SPLITS = ("train", "val", "test")

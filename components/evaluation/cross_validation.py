@@ -1,7 +1,7 @@
 """K-fold cross-validation over songs: the summary of the folds' test scores.
 
 A real corpus of ~180 songs gives one split 36 test songs: a noisy number. eval.folds: K trains
-K models on song-disjoint folds (components.splits), each fold the test split once, and reports
+K models on song-disjoint folds (components.data.splits), each fold the test split once, and reports
 each headline test score's mean and spread over the folds, and how many folds beat chance.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from components.metric_names import REPORT
+from components.vocabulary import REPORT
 
 SUMMARISED = ("nmi", "ami", "ari", "silhouette_labels")
 

@@ -29,11 +29,11 @@ import pandas as pd
 import psutil
 from tqdm import tqdm
 
-from components.audio import FeatureSpec, SongRejected, song_windows
-from components.catalog import Catalog, CatalogError, Song
-from components.lyrics_text import read_lyrics
-from components.parent_watch import exit_with, identity
-from components.splits import SplitSpec, assign_splits
+from components.data.audio import FeatureSpec, SongRejected, song_windows
+from components.data.catalog import Catalog, CatalogError, Song
+from components.data.lyrics_text import read_lyrics
+from components.data.parent_watch import exit_with, identity
+from components.data.splits import SplitSpec, assign_splits
 
 # Bump when the code that fills a cache changes what it writes.
 CACHE_FORMAT = 4  # 4: splits in splits/<key>/, every class in every split, a test split by default

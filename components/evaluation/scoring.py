@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from components.aggregation import UNITS, to_unit
-from components.clustering import cluster, unscorable
-from components.dataset import TASKS, WindowDataset, make_loader
-from components.feature_cache import FeatureCache
-from components.metric_names import REPORT, SELECT
+from components.data.dataset import TASKS, WindowDataset, make_loader
+from components.data.feature_cache import FeatureCache
+from components.evaluation.aggregation import UNITS, to_unit
+from components.evaluation.clustering import cluster, unscorable
+from components.evaluation.significance import Resampling, partition_scores, verdict
 from components.models import VAE
-from components.significance import Resampling, partition_scores, verdict
-from components.training import Precision, autocast, embed_loader, to_device
+from components.training.trainer import Precision, autocast, embed_loader, to_device
+from components.vocabulary import REPORT, SELECT
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before the first step
     from matplotlib.figure import Figure
 
-    from components.embedding_model import EmbeddingModel
+    from components.tracking.embedding_model import EmbeddingModel
 
 
 # What the other methods and the other unit log: enough to compare, and to see their chance level.
@@ -192,8 +192,7 @@ def song_ids(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
 
 def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.device,
                           precision: Precision, count: int = 3) -> Figure:
-    from components import plots
-
+    from components.evaluation import plots
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).astype(int)
     batch = dataset.__getitems__(picks.tolist())
     model.eval()
@@ -215,7 +214,7 @@ def model_and_mfcc_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
                           protocol: Protocol, split: str, seed: int) -> dict[str, float | str]:
     """A model's scores on one split's windows (cache rows) under the protocol, and those of the
     MFCC statistics of the same windows beside them."""
-    from components.mfcc_baseline import mfcc_statistics
+    from components.evaluation.mfcc_baseline import mfcc_statistics
 
     scores = protocol_scores(embeddings, labels, songs, protocol, split, own, seed=seed)
     return scores | protocol_scores(mfcc_statistics(cache, rows), labels, songs,
@@ -278,8 +277,7 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
              ) -> tuple[dict[str, float | str], dict[str, Figure]]:
     """Scores on val (selection) and test (report), the same architecture untrained on the
     reporting split, and the figures of the reporting split."""
-    from components import plots
-
+    from components.evaluation import plots
     scores: dict[str, float | str] = {}
     for split in split_names(cache):
         split_scores, points, names, dataset = evaluate_split(model, cache, split, config, device,
@@ -303,7 +301,7 @@ def served_embeddings(served: EmbeddingModel, cache: FeatureCache, split: str,
     """A logged model's latent means of one split's windows through its served predict (its own
     normalisation statistics, vocabulary and label inputs): embeddings [N, latent], labels per
     task [N], the song of each window [N], its own cluster ids [N] (VaDE) or None, cache rows [N]."""
-    from components.embedding_model import CHUNK, InputError
+    from components.tracking.embedding_model import CHUNK, InputError
 
     # The dataset gives the split's rows, label indices and per-window lyrics; the windows are
     # read raw, since the served model normalises with its own statistics.

@@ -14,8 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from components.catalog import CatalogError, Song
-from components.metric_names import TASKS  # a song carries one class of each
+from components.data.catalog import CatalogError, Song
+from components.vocabulary import TASKS  # a song carries one class of each
 
 SPLITS = ("train", "val", "test")
 ATTEMPTS = 200  # reshuffles tried before a corpus is declared too small for covering splits

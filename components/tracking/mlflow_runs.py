@@ -32,15 +32,15 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.time import get_current_time_millis
 
-from components.comparison import RunSummary
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
-from components.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
-from components.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
-from components.embedding_model import EmbeddingModel
+from components.data.feature_cache import FeatureCache
+from components.data.parent_watch import alive, identity
 from components.error_summary import first_line
-from components.feature_cache import FeatureCache
-from components.parent_watch import alive, identity
-from components.redaction import masked, masked_value
+from components.evaluation.comparison import RunSummary
+from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
+from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
+from components.tracking.embedding_model import EmbeddingModel
+from components.tracking.redaction import masked, masked_value
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def connect() -> str:
         except Exception as err:  # connection refused, DNS, TLS, auth: all mean "not usable"
             raise TrackingError(
                 f"cannot reach the MLflow tracking server {masked(uri)} ({first_line(err)}); start it "
-                f"(README: Tuning in parallel and on many machines) or unset MLFLOW_TRACKING_URI to log to "
-                f"mlflow.db") from err
+                f"(docs/tuning.md: Tuning in parallel and on many machines) or unset MLFLOW_TRACKING_URI "
+                f"to log to mlflow.db") from err
     elif uri.startswith("sqlite:///"):
         with open(uri[len("sqlite:///"):] + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -369,7 +369,7 @@ def log_table(frame: Any, path: str) -> None:
 def log_model(model: EmbeddingModel, input_example: dict[str, np.ndarray]) -> str:
     """Log the served model as a pyfunc; returns its models:/ URI.
 
-    "Models from code": MLflow stores components/served_model.py and the weights file, not a
+    "Models from code": MLflow stores components/tracking/served_model.py and the weights file, not a
     pickle (MLflow warns about pickled models and can refuse them, MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
     The signature names only the tensors this architecture uses: MLflow makes every TensorSpec
     required and drops inputs the signature does not name. code_paths carries components/ so the

@@ -1,6 +1,6 @@
 """The baseline a researcher tries first: MFCC statistics per window, from the same cache.
 
-components.evaluation scores them under the models' protocol (split, unit, method, chance level)
+components.evaluation.scoring scores them under the models' protocol (split, unit, method, chance level)
 as <split>/<task>/mfcc/...
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from components.feature_cache import FeatureCache
+from components.data.feature_cache import FeatureCache
 
 
 def mfcc_statistics(cache: FeatureCache, rows: np.ndarray, n_mfcc: int = 20) -> np.ndarray:

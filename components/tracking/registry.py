@@ -23,10 +23,9 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from components.metric_names import HEADLINE, REPORT, SELECT, TASKS, metric
-from components.tracking import connect, tracking_uri
+from components.tracking.mlflow_runs import connect, tracking_uri
+from components.vocabulary import HEADLINE, PROMOTION_TASKS, REPORT, SELECT, TASKS, metric
 
-PROMOTION_TASKS = (*TASKS, "both")
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
 # Every headline score of both labels on both splits, whichever task a version is promoted for: a

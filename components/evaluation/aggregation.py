@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from components.config import ConfigError
-
-UNITS = ("window", "song")
+from components.vocabulary import UNITS
 
 
 def song_means(embeddings: np.ndarray, songs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

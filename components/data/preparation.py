@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.audio import FeatureSpec
-from components.catalog import read_catalog
 from components.config import PROJECT_ROOT
-from components.demo_corpus import generate_demo_corpus
-from components.feature_cache import FeatureCache, build_cache
-from components.splits import SplitSpec
+from components.data.audio import FeatureSpec
+from components.data.catalog import read_catalog
+from components.data.feature_cache import FeatureCache, build_cache
+from components.data.splits import SplitSpec
+from corpora.demo_corpus import generate_demo_corpus
 
 
 def _project_path(value: str) -> Path:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 # scikit-learn is imported where it is used: its 1.7 s import is not on the way to the first
 # training step (benchmarks/startup.py).
 
-METHODS = ("kmeans", "agglomerative", "gmm")
+from components.vocabulary import METHODS
 
 
 def kmeans(k: int, seed: int = 0) -> KMeans:

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from components.audio import FeatureSpec, SongRejected, song_windows
-from components.clustering import kmeans
-from components.dataset import TASKS, WindowDataset
-from components.feature_cache import FeatureCache
+from components.data.audio import FeatureSpec, SongRejected, song_windows
+from components.data.dataset import TASKS, WindowDataset
+from components.data.feature_cache import FeatureCache
+from components.evaluation.clustering import kmeans
 from components.models import VAE, build_model
-from components.training import Precision
+from components.training.trainer import Precision
 
 CHUNK = 32  # windows per forward pass: bounds memory for large requests at full size
 
@@ -33,7 +33,7 @@ CODE_FILE = Path(__file__).with_name("served_model.py")
 
 
 class EmbeddingModel(mlflow.pyfunc.PythonModel):
-    """predict({"mel": [B, 1, n_mels, T] float32 log-mel dB as components.audio.log_mel gives it,
+    """predict({"mel": [B, 1, n_mels, T] float32 log-mel dB as components.data.audio.log_mel gives it,
     "label": [B] int64 (CVAEs: class index of the conditioned label in `vocab`),
     "lyrics": [B, lyrics_dim] float32 (multimodal; an all-zero row means "no lyrics")})
     -> {"embedding": [B, latent] float32 latent means, "cluster_genre": [B] int64,
@@ -165,7 +165,7 @@ class EmbeddingModel(mlflow.pyfunc.PythonModel):
         n_mels, frames = self.vae.input_shape
         if mel is None:
             raise InputError(f'missing input "mel": log-mel windows in dB, [B, 1, {n_mels}, {frames}] '
-                             f"float32, as components.audio.log_mel computes them")
+                             f"float32, as components.data.audio.log_mel computes them")
         mel = np.asarray(mel, dtype=np.float32)
         if mel.ndim != 4 or mel.shape[1:] != (1, n_mels, frames):
             raise InputError(f'input "mel" has shape {list(mel.shape)}; expected [B, 1, {n_mels}, {frames}]'
@@ -264,7 +264,7 @@ def build_embedding_model(vae: VAE, cache: FeatureCache, config: dict[str, Any],
     the train split's latent means, and a request holding the first train window (the input
     example)."""
     # Imported here: evaluation pulls in matplotlib, which loading the served model never needs.
-    from components.evaluation import latent_means
+    from components.evaluation.scoring import latent_means
 
     train = WindowDataset(cache, "train", lyrics)
     means, _, _ = latent_means(vae, train, device, precision, config["train"]["batch_size"])

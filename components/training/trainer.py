@@ -22,14 +22,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from components import checkpoint
-from components.activation_checkpointing import checkpoint_blocks
-from components.checkpoint import TrainState
 from components.config import ConfigError
-from components.dataset import reseed_for_epoch
-from components.host_memory import map_large_allocations
+from components.data.dataset import reseed_for_epoch
 from components.models import VAE, Batch
 from components.models.base import AFTER_WARMUP
+from components.training import checkpoint
+from components.training.activation_checkpointing import checkpoint_blocks
+from components.training.checkpoint import TrainState
+from components.training.host_memory import map_large_allocations
+from components.vocabulary import CHECKPOINT_WRITES, COMPILE_MODES
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 # Latent means [N, latent] of the validation windows + their labels per task -> metrics.
@@ -94,7 +95,6 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     return torch.autocast(device.type, dtype=precision.dtype)
 
 
-CHECKPOINT_WRITES = ("auto", "background", "inline")
 
 
 def writes_in_background(setting: str, device: torch.device) -> bool:
@@ -106,7 +106,6 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
     return setting == "background" or (setting == "auto" and device.type == "cuda")
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VAE:

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from components.feature_cache import FeatureCache
-from components.metric_names import TASKS  # the labels a batch carries
+from components.data.feature_cache import FeatureCache
+from components.data.prefetch import Prefetching
 from components.models import Batch
-from components.prefetch import Prefetching
+from components.vocabulary import TASKS  # the labels a batch carries
 
 
 class WindowDataset(Dataset):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from components.feature_cache import FeatureCache
+from components.data.feature_cache import FeatureCache
 
 
 class LyricsEncoderError(RuntimeError):

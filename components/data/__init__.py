@@ -1,0 +1,1 @@
+"""Reading a corpus: catalog, decoding, feature cache, splits, batches, lyrics."""

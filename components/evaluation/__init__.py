@@ -1,0 +1,1 @@
+"""Scoring latent spaces: clustering, the protocol, chance levels, baselines, tables."""

@@ -1,0 +1,1 @@
+"""MLflow and Optuna: runs, the registry, studies, search spaces, the served model."""

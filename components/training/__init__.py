@@ -1,0 +1,1 @@
+"""Fitting a model: the trainer, checkpoints, pretraining, memory options."""
