@@ -28,7 +28,7 @@ from components.data.dataset import WindowDataset, loader_for
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
 from components.models import MODELS, adapt_to_data, build_model
-from components.training.pretraining import pretrain_and_init_mixture
+from components.models.base import FitSetup
 from components.training.trainer import Trainer, make_optimizer
 from pipelines.train import seed_everything
 
@@ -58,9 +58,8 @@ def fit(name: str, overrides: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(model, config, Path(folder), None, on_epoch=on_epoch)
         train_loader = loader_for(train_set, config, True, trainer.device)
-        if config["model"]["pretrain_epochs"] > 0:
-            pretrain_and_init_mixture(trainer.model, train_loader, config, trainer.device, trainer.precision,
-                                      Path(folder) / "pretrain", cache.dataset_digest, lambda *a, **k: None)
+        trainer.model.before_fit(FitSetup(train_loader, config, trainer.device, trainer.precision,
+                                          Path(folder) / "pretrain", cache.dataset_digest, lambda *a: None))
         state = trainer.fit(train_loader, loader_for(val_set, config, False, trainer.device))
         shutil.rmtree(folder, ignore_errors=True)
     return {"train_windows": len(train_set), "best_epoch": state.best_epoch,

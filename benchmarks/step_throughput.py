@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.trainer_overhead import bare_loop
 from components.config import PROJECT_ROOT, load_config
-from components.models import MODELS, build_model, count_parameters, input_shape_of
+from components.models import MODELS, adapt_to_data, build_model, count_parameters, input_shape_of
 from components.training.trainer import prepare_model, resolve_device
 
 VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile": ["train.compile=default"],
@@ -37,14 +37,14 @@ def random_batch(config: dict[str, Any], size: int, device: torch.device) -> dic
     n_mels, frames = input_shape_of(config)
     labels = torch.arange(size) % 3
     batch = {"mel": torch.randn(size, 1, n_mels, frames), "genre": labels, "language": labels,
-             "lyrics": torch.randn(size, config["model"]["lyrics_dim"]),
+             "lyrics": torch.randn(size, config["model"].get("lyrics_dim") or 64),
              "has_lyrics": torch.arange(size) % 4 != 0}
     return {k: v.to(device) for k, v in batch.items()}
 
 
 def measure(name: str, variant: str, steps: int, size: int, overrides: list[str]) -> dict[str, Any]:
     config = load_config(name, [*overrides, *VARIANTS[variant]])
-    config["model"] |= {"num_classes": config["model"]["num_classes"] or 3, "lyrics_dim": 64}
+    config = adapt_to_data(config, {"genre": ["g1", "g2", "g3"], "language": ["l1", "l2", "l3", "l4"]}, 64)
     device = resolve_device(config["train"]["device"])
     torch.manual_seed(0)
     model = prepare_model(build_model(name, config), device, config["train"])

@@ -169,6 +169,20 @@ def _apply_presets(config: dict[str, Any], names: Any) -> dict[str, Any]:
     return config
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
+
+
+def model_defaults(model_name: str) -> dict[str, Any]:
+    """experiments/defaults.yaml with the architecture's own model.* settings (and their
+    defaults) added: the keys its experiment file, presets and overrides may set."""
+    from components.models import MODELS  # late: models import config for their defaults
+
+    config = _read_yaml(DEFAULTS_FILE)
+    config["model"] |= copy.deepcopy(MODELS[model_name].own_settings)
+    return config
+
+
 def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """Resolve defaults <- experiments/<model_name>.yaml <- presets <- overrides, rejecting unknown
     keys and types. The `preset` key (e.g. the override preset=report) names files of
@@ -179,11 +193,11 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
         raise ConfigError(
             f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}"
         )
-    config = _read_yaml(DEFAULTS_FILE)
+    config = model_defaults(model_name)
     path = experiment_file(model_name)
     if not path.exists():
         raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
-    config = _merge(config, _read_yaml(path), str(path.relative_to(PROJECT_ROOT)))
+    config = _merge(config, _read_yaml(path), _shown(path))
     changes = parse_overrides(overrides or [])
     config = _merge(config, {"preset": changes.pop("preset", config["preset"])}, "override")
     config = _apply_presets(config, config["preset"])
@@ -220,7 +234,10 @@ def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None
 def check_protocol(config: dict[str, Any]) -> None:
     """Every key's range, choice and null rule (components.config_rules), checked when the config
     is loaded: a typo fails here, before any data is read or any epoch trained."""
-    check_settings(config, defaults(), ConfigError)
+    from components.models import MODELS  # late: models import config for their defaults
+
+    name = config["model"]["name"]
+    check_settings(config, model_defaults(name), MODELS[name].own_rules, ConfigError)
 
 
 def config_hash(config: dict[str, Any]) -> str:

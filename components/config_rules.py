@@ -11,10 +11,8 @@ import re
 from typing import Any
 
 from components.vocabulary import (
-    AUDIO_ENCODERS,
     CHECKPOINT_WRITES,
     COMPILE_MODES,
-    FUSIONS,
     LYRICS_ENCODERS,
     METHODS,
     PRUNERS,
@@ -46,14 +44,6 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "model.latent_dim": (1, 65_536, "128 is the report's"),
     "model.dropout": (0.0, 0.99, "a probability below 1; 0 turns it off"),
     "model.beta": (0.0, 1000.0, "the KL weight: 1 for a VAE, 4 for beta-VAE"),
-    "model.num_classes": (2, BIG, "set from the data; leave it null"),
-    "model.condition_dim": (1, 65_536, "32 is the default"),
-    "model.n_clusters": (2, BIG, "null: one per class of the task"),
-    "model.pretrain_epochs": (0, BIG, "0 = no pretraining"),
-    "model.audio_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
-    "model.lyrics_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
-    "model.attention_heads": (1, 1024, "8 is the default"),
-    "model.lyrics_dim": (1, BIG, "set from the lyrics encoder; leave it null"),
     "lyrics.dim": (1, 65_536, "64 is the default"),
     "lyrics.max_length": (1, 1_000_000, "256 is the default"),
     "train.batch_size": (1, BIG, "8 is the default, 32 the report's"),
@@ -89,12 +79,15 @@ NULLABLE = {"eval.epoch_method", "train.lr_fan_in_reference"}
 
 def _choices() -> dict[str, tuple[Any, ...]]:
     return {
-        "model.condition_on": (None, *TASKS), "model.fusion": FUSIONS,
-        "model.audio_encoder": AUDIO_ENCODERS, "lyrics.encoder": LYRICS_ENCODERS,
+        "model.condition_on": (None, *TASKS), "lyrics.encoder": LYRICS_ENCODERS,
         "train.compile": (None, *COMPILE_MODES), "train.async_checkpoint": CHECKPOINT_WRITES,
         "eval.method": METHODS, "eval.epoch_method": (None, *METHODS), "eval.unit": UNITS,
         "tune.task": (*TASKS, "both"), "tune.sampler": SAMPLERS, "tune.pruner": PRUNERS,
     }
+
+
+def _is_range(rule: tuple[Any, ...]) -> bool:
+    return len(rule) == 3 and isinstance(rule[0], int | float) and isinstance(rule[2], str)
 
 
 def _shown(value: Any) -> str:
@@ -107,20 +100,24 @@ def _not_a_choice(key: str, value: Any, allowed: tuple[Any, ...]) -> str:
     return f"{key}={value!r} is not one of {', '.join(map(_shown, allowed))}{hint}"
 
 
-def check_settings(config: dict[str, Any], defaults: dict[str, Any], error: type[Exception]) -> None:
-    """Raise `error` for the first value outside what its key allows (flat keys: 'train.lr')."""
+def check_settings(config: dict[str, Any], defaults: dict[str, Any], own_rules: dict[str, tuple[Any, ...]],
+                   error: type[Exception]) -> None:
+    """Raise `error` for the first value outside what its key allows (flat keys: 'train.lr');
+    own_rules: the architecture's own keys, as (lowest, highest, fix) ranges or choice tuples."""
     from components.config import flatten  # late: config imports this module
 
     flat, default = flatten(config), flatten(defaults)
+    own_choices = {k: rule for k, rule in own_rules.items() if not _is_range(rule)}
+    own_ranges = {k: rule for k, rule in own_rules.items() if _is_range(rule)}
     for key, value in flat.items():
         if value is None and default.get(key) is not None and key not in NULLABLE:
             raise error(f"{key}=null is not allowed; set a value like the default {default[key]!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise error(f"{key}={value!r} must be a finite number; the default is {default.get(key)!r}")
-    for key, allowed in _choices().items():
+    for key, allowed in (_choices() | own_choices).items():
         if flat[key] not in allowed:
             raise error(_not_a_choice(key, flat[key], allowed))
-    for key, (low, high, fix) in RANGES.items():
+    for key, (low, high, fix) in (RANGES | own_ranges).items():
         value = flat[key]
         if key == "train.checkpoint_every" and isinstance(value, str):
             if value != "auto":

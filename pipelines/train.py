@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from components.config import PROJECT_ROOT, ConfigError, experiment_file, flatten, set_dotted
+from components.config import DEFAULTS_FILE, PROJECT_ROOT, ConfigError, experiment_file, flatten, set_dotted
 from components.data.dataset import TASKS, WindowDataset, loader_for
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
@@ -27,11 +27,11 @@ from components.evaluation.clustering import nmi_per_task
 from components.evaluation.cross_validation import fold_summary, summary_lines
 from components.evaluation.scoring import Protocol, evaluate, headline_lines, song_ids
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
+from components.models.base import FitSetup
 from components.tracking import mlflow_runs as tracking
 from components.tracking.embedding_model import build_embedding_model
 from components.training import checkpoint
 from components.training.checkpoint import TrainState
-from components.training.pretraining import pretrain_and_init_mixture
 from components.training.trainer import MetricsCallback, Trainer
 from pipelines.arguments import parser, resolve, run_cli
 
@@ -95,7 +95,7 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     if (directory / checkpoint.LAST).exists():
         config = config_for_resume(config, directory)
     seed_everything(config["seed"])
-    tracking.log_config(config, [experiment_file("defaults"), experiment_file(name)])
+    tracking.log_config(config, [DEFAULTS_FILE, experiment_file(name)])
     tracking.log_dataset(cache)  # with the song list of each split: what training could read
     if config["model"]["condition_on"]:
         # Its score on this label is not unsupervised: say so wherever the run is compared.
@@ -131,11 +131,10 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     if resumed:
         print(f"resuming run {run_id} after epoch {trainer.state.epoch}")
         logged |= tracking.log_missing_epochs(trainer.state.history)
-    elif config["model"]["pretrain_epochs"] > 0:
-        pretrained = pretrain_and_init_mixture(
-            trainer.model, train_loader, config, trainer.device, trainer.precision,
-            checkpoint_dir(config, "pretrain"), cache.dataset_digest, tracking.log_metrics)
-        tracking.set_tags({"pretrained_state": str(pretrained)})
+    else:  # the architecture's own stage before training, if it has one (VaDE's pretraining)
+        tracking.set_tags(trainer.model.before_fit(FitSetup(
+            train_loader, config, trainer.device, trainer.precision, checkpoint_dir(config, "pretrain"),
+            cache.dataset_digest, tracking.log_metrics)))
     tracking.log_params({"model.parameter_count": count_parameters(model)})
     tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
     state = trainer.fit(train_loader, loader_for(val_set, config, False, trainer.device))
@@ -169,7 +168,7 @@ def cross_validate(config: dict[str, Any], resume_run_id: str | None = None) -> 
     with tracking.run(config, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
                       tags={"cv.folds": str(folds)}):
         parent = tracking.active_run_id()
-        tracking.log_config(config, [experiment_file("defaults"), experiment_file(name)])
+        tracking.log_config(config, [DEFAULTS_FILE, experiment_file(name)])
         earlier = tracking.child_runs(parent, "cv.fold")
         results = []
         for fold in range(folds):

@@ -101,6 +101,7 @@ def test_every_setting_is_checked_when_the_config_loads_with_one_line_naming_the
 def test_every_key_of_the_defaults_has_a_rule_or_is_free_text():
     from components.config import defaults, flatten
     from components.config_rules import RANGES, _choices
+    from components.models import MODELS
 
     free_text = {"data.source", "data.demo_dir", "data.cache_dir", "lyrics.model", "train.checkpoint_dir",
                  "tracking.experiment", "tune.study", "tune.storage", "preset", "model.name", "train.device",
@@ -109,6 +110,18 @@ def test_every_key_of_the_defaults_has_a_rule_or_is_free_text():
                  "train.lean_host_memory", "tracking.system_metrics", "tune.keep_checkpoints", "tune.promote"}
     unruled = set(flatten(defaults())) - set(RANGES) - set(_choices()) - free_text
     assert not unruled, f"keys with no range or choice in components/config_rules.py: {sorted(unruled)}"
+    for name, model in MODELS.items():  # an architecture's own keys: rules in its own class
+        unruled = {f"model.{key}" for key in model.own_settings} - set(model.own_rules)
+        assert not unruled, f"{name}: own settings without a rule in own_rules: {sorted(unruled)}"
+
+
+def test_an_architecture_reads_only_its_own_settings():
+    assert load_config("vade")["model"]["n_clusters"] == 15
+    assert "n_clusters" not in load_config("conv_vae")["model"]
+    with pytest.raises(ConfigError, match="unknown config key 'model.n_clusters'"):
+        load_config("conv_vae", ["model.n_clusters=4"])
+    with pytest.raises(ConfigError, match="model.fusion='concat' is not one of early, late, attention"):
+        load_config("multimodal", ["model.fusion=concat"])
 
 
 def test_a_protocol_typo_stops_training_before_any_data_is_read(tmp_path, corpus, mlflow_store):

@@ -44,11 +44,11 @@ def adapt_to_data(config: dict[str, Any], vocab: dict[str, list[str]],
                   lyrics_dim: int | None = None) -> dict[str, Any]:
     """Values that follow the data: a CVAE's class count is that of its label in the cache, a
     multimodal model's lyrics width that of the lyrics encoder."""
-    condition_on = config["model"]["condition_on"]
-    if condition_on:
-        config["model"]["num_classes"] = len(vocab[condition_on])
-    if lyrics_dim is not None:
-        config["model"]["lyrics_dim"] = lyrics_dim
+    model = config["model"]
+    if model["condition_on"] and "num_classes" in model:
+        model["num_classes"] = len(vocab[model["condition_on"]])
+    if lyrics_dim is not None and "lyrics_dim" in model:
+        model["lyrics_dim"] = lyrics_dim
     return config
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +25,21 @@ class VAEOutput:
     mu: Tensor  # [B, latent]
     logvar: Tensor  # [B, latent]
     z: Tensor  # [B, latent]
+
+
+@dataclass
+class FitSetup:
+    """What a stage before training (before_fit) may use: the train loader, the resolved config,
+    device and precision, a folder for its own state, the feature cache's digest (to key that
+    state) and a metrics callback (metrics, step)."""
+
+    loader: Any
+    config: dict[str, Any]
+    device: torch.device
+    precision: Any
+    directory: Path
+    cache_digest: str
+    log_metrics: Callable[[dict[str, float], int], None]
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -42,6 +60,12 @@ class VAE(nn.Module, ABC):
     """
 
     uses_lyrics = False  # True: batches carry "lyrics" [B, lyrics_dim] and "has_lyrics" [B]
+    # model.* keys only this architecture reads, with their defaults (null: set from the data);
+    # load_config adds them to the model section, so experiments/<name>.yaml and overrides may set them.
+    own_settings: ClassVar[dict[str, Any]] = {}
+    # Their allowed values, checked when the config loads: key -> (lowest, highest, the fix) or a
+    # tuple of choices.
+    own_rules: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, beta: float = 1.0,
                  kl_warmup_epochs: int = 0) -> None:
@@ -56,10 +80,17 @@ class VAE(nn.Module, ABC):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> VAE:
+        """The model of a resolved config: every constructor argument named like a model.* key
+        takes that key's value (shared and own settings alike), the KL warm-up that of train."""
         model = config["model"]
-        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
-                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
-                   beta=model["beta"], kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
+        arguments = {name: model[name] for name in inspect.signature(cls.__init__).parameters
+                     if name in model}
+        return cls(input_shape=input_shape, kl_warmup_epochs=config["train"]["kl_warmup_epochs"], **arguments)
+
+    def before_fit(self, setup: FitSetup) -> dict[str, str]:
+        """A stage the architecture runs before its training loop, on a fresh (not resumed) run,
+        e.g. VaDE's autoencoder pretraining; returns tags for the run. Default: none."""
+        return {}
 
     @abstractmethod
     def encode(self, batch: Batch) -> tuple[Tensor, Tensor]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from components.models.base import Batch
 from components.models.conv_vae import ConvVAE
+from components.vocabulary import TASKS
 
 
 class CVAE(ConvVAE):
@@ -23,26 +22,21 @@ class CVAE(ConvVAE):
     clustering score on that label is not an unsupervised result (tagged in every run).
     """
 
+    own_settings = {"num_classes": None, "condition_dim": 32}  # num_classes: that of the data's label
+    own_rules = {"model.num_classes": (2, 1_000_000_000, "set from the data; leave it null"),
+                 "model.condition_dim": (1, 65_536, "32 is the default")}
+
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, num_classes: int, condition_on: str, condition_dim: int = 32,
                  beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
+        if condition_on not in TASKS or not num_classes:
+            raise ValueError(f"a CVAE needs model.condition_on in {', '.join(TASKS)} and model.num_classes a "
+                             f"positive count (got {condition_on!r}, {num_classes!r})")
         super().__init__(input_shape, latent_dim, hidden_dims, dropout, beta, kl_warmup_epochs,
                          extra_in_channels=1, extra_features=condition_dim)
         self.condition_on = condition_on
         self.embedding = nn.Embedding(num_classes, condition_dim)
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> CVAE:
-        model = config["model"]
-        if model["condition_on"] not in ("genre", "language") or not model["num_classes"]:
-            raise ValueError(f"{model['name']}: model.condition_on must be genre or language and "
-                             f"model.num_classes a positive count (got {model['condition_on']!r}, "
-                             f"{model['num_classes']!r})")
-        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
-                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
-                   num_classes=model["num_classes"], condition_on=model["condition_on"],
-                   condition_dim=model["condition_dim"], beta=model["beta"],
-                   kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
 
     def condition(self, batch: Batch) -> Tensor:
         labels = batch[self.condition_on]

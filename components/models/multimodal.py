@@ -4,7 +4,6 @@ cross-modal attention into one latent; it reconstructs both the spectrogram and 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,11 +33,21 @@ class MultimodalVAE(VAE):
     """
 
     uses_lyrics = True
+    own_settings = {"fusion": "attention", "audio_encoder": "conv", "audio_weight": 0.5, "lyrics_weight": 0.5,
+                    "attention_heads": 8, "lyrics_dim": None}  # lyrics_dim: that of the lyrics encoder
+    own_rules = {"model.fusion": FUSIONS, "model.audio_encoder": AUDIO_ENCODERS,
+                 "model.audio_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
+                 "model.lyrics_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
+                 "model.attention_heads": (1, 1024, "8 is the default"),
+                 "model.lyrics_dim": (1, 1_000_000_000, "set from the lyrics encoder; leave it null")}
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, lyrics_dim: int, fusion: str = "attention", audio_encoder: str = "conv",
                  audio_weight: float = 0.5, lyrics_weight: float = 0.5, attention_heads: int = 8,
                  fusion_dim: int = 256, beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
+        if not lyrics_dim:
+            raise ValueError("multimodal: model.lyrics_dim is set from the lyrics encoder at training "
+                             "time; pass it explicitly to build the model by hand")
         super().__init__(input_shape, latent_dim, beta, kl_warmup_epochs)
         if fusion not in FUSIONS:
             raise ValueError(f"model.fusion '{fusion}' unknown; choose one of {', '.join(FUSIONS)}")
@@ -75,18 +84,6 @@ class MultimodalVAE(VAE):
             self.attention = nn.MultiheadAttention(fusion_dim, attention_heads, batch_first=True)
             self.heads = nn.Linear(fusion_dim, 2 * latent_dim)
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> MultimodalVAE:
-        model = config["model"]
-        if not model["lyrics_dim"]:
-            raise ValueError("multimodal: model.lyrics_dim is set from the lyrics encoder at training "
-                             "time; pass it explicitly to build the model by hand")
-        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
-                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
-                   lyrics_dim=model["lyrics_dim"], fusion=model["fusion"],
-                   audio_encoder=model["audio_encoder"], audio_weight=model["audio_weight"],
-                   lyrics_weight=model["lyrics_weight"], attention_heads=model["attention_heads"],
-                   beta=model["beta"], kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
 
     def lyrics_input(self, batch: Batch) -> Tensor:
         """[B, lyrics_dim]: the embedding, or the learned no-lyrics vector where there is none."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.models.base import Batch, VAEOutput
+from components.models.base import Batch, FitSetup, VAEOutput
 from components.models.basic_vae import BasicVAE
 
 # Cluster log-variances stay in this range: a component collapsing onto a few points would
@@ -30,6 +29,11 @@ class VaDE(BasicVAE):
     Full size (hidden [512, 256], 15 clusters): 169,879,567 parameters, pi, mu_c, logvar_c included.
     """
 
+    own_settings = {"n_clusters": None, "pretrain_epochs": 0}
+    own_rules = {"model.n_clusters": (2, 1_000_000_000, "null: one per class of the task"),
+                 "model.pretrain_epochs": (0, 1_000_000_000, "0 = no pretraining")}
+    prior_parameters = ("pi_logits", "mu_c", "logvar_c")  # what pretraining leaves alone
+
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, n_clusters: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> None:
         super().__init__(input_shape, latent_dim, hidden_dims, dropout, beta, kl_warmup_epochs)
@@ -38,13 +42,17 @@ class VaDE(BasicVAE):
         self.mu_c = nn.Parameter(torch.randn(n_clusters, latent_dim) * 0.1)
         self.logvar_c = nn.Parameter(torch.zeros(n_clusters, latent_dim))
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> VaDE:
-        model = config["model"]
-        return cls(input_shape=input_shape, latent_dim=model["latent_dim"],
-                   hidden_dims=list(model["hidden_dims"]), dropout=model["dropout"],
-                   n_clusters=model["n_clusters"], beta=model["beta"],
-                   kl_warmup_epochs=config["train"]["kl_warmup_epochs"])
+
+    def before_fit(self, setup: FitSetup) -> dict[str, str]:
+        """Autoencoder pretraining and the mixture fitted to its latent means, once per settings
+        (model.pretrain_epochs > 0; components.training.pretraining)."""
+        if setup.config["model"]["pretrain_epochs"] <= 0:
+            return {}
+        from components.training.pretraining import pretrain_and_init_mixture  # late: it imports models
+
+        path = pretrain_and_init_mixture(self, setup.loader, setup.config, setup.device, setup.precision,
+                                         setup.directory, setup.cache_digest, setup.log_metrics)
+        return {"pretrained_state": str(path)}
 
     @property
     def n_clusters(self) -> int:

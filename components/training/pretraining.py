@@ -1,4 +1,4 @@
-"""Autoencoder pretraining (VaDE's first stage): its output is a state file the main training loads.
+"""Autoencoder pretraining (VaDE's before_fit stage): its output is a state file the main training loads.
 
 The file is keyed by everything that determines it (feature cache digest, model and training
 settings, seed), so runs and tuning trials with the same settings share one pretraining.
@@ -38,8 +38,8 @@ def pretrain_key(cache_digest: str, config: dict[str, Any]) -> str:
 def _pretrain(model: VAE, loader: DataLoader, config: dict[str, Any], device: torch.device,
               precision: Precision, on_epoch: MetricsCallback) -> None:
     train = config["train"]
-    mixture = {"pi_logits", "mu_c", "logvar_c"}
-    params = [p for name, p in model.named_parameters() if name not in mixture]
+    prior = set(getattr(model, "prior_parameters", ()))
+    params = [p for name, p in model.named_parameters() if name not in prior]
     optimizer = make_optimizer(params, train, device)
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
     for epoch in range(config["model"]["pretrain_epochs"]):
