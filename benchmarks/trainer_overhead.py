@@ -47,7 +47,7 @@ from components.data.dataset import TASKS, WindowDataset, loader_for, make_loade
 from components.data.feature_cache import FeatureCache
 from components.data.preparation import prepare_features
 from components.evaluation.clustering import nmi_per_task
-from components.models import adapt_to_data, build_model
+from components.models import MODELS, adapt_to_data, build_model
 from components.models.base import AFTER_WARMUP
 from components.tracking import mlflow_runs as tracking
 from components.training import trainer as training
@@ -173,9 +173,10 @@ def variant_config(config: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, folder: Path,
             variants: list[str], default_adam: bool) -> dict[str, Any]:
+    no_pretraining = ["model.pretrain_epochs=0"] if "pretrain_epochs" in MODELS[name].own_settings else []
     config = adapt_to_data(load_config(name, [*overrides, f"train.epochs={epochs}",
-                                              f"train.early_stopping_patience={epochs}",
-                                              "model.pretrain_epochs=0"]), cache.vocab, None)
+                                              f"train.early_stopping_patience={epochs}", *no_pretraining]),
+                           cache.vocab, None)
     device = resolve_device(config["train"]["device"])
     train_set = WindowDataset(cache, "train")
     size = config["train"]["batch_size"]
