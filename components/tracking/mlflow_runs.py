@@ -40,6 +40,7 @@ from components.evaluation.comparison import RunSummary
 from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.tracking.embedding_model import EmbeddingModel
+from components.tracking.library_internals import forget_active_runs
 from components.tracking.redaction import masked, masked_value
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
             _flush()
             mlflow.end_run(status=status)
         except Exception as lost:  # the store itself is gone: say so instead of a second traceback
-            _forget_active_run()
+            forget_active_runs()
             raise TrackingError(
                 f"the MLflow tracking store {masked(tracking_uri())} stopped answering during run "
                 f"{run_id} ({first_line(lost)}); the run stays RUNNING there and its checkpoint is "
@@ -202,13 +203,6 @@ def _flush() -> None:
     global _pending
     _pending = None
     mlflow.flush_async_logging()
-
-
-def _forget_active_run() -> None:
-    """Drop the fluent API's active run without telling the (unreachable) store."""
-    from mlflow.tracking import fluent
-
-    fluent._active_run_stack.get().clear()
 
 
 def params_containing(secret: str) -> list[str]:

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
+from components.tracking.library_internals import study_storage, trial_id
 from components.tracking.redaction import masked, masked_text
 from components.tracking.registry import selection_metric, task_labels
 from components.vocabulary import PROMOTION_TASKS, PRUNERS, SAMPLERS
@@ -143,7 +144,8 @@ def fail_dead_local_trials(study: optuna.Study, max_retry: int,
     """What heartbeats do on RDB storages, for a journal file: a RUNNING trial whose worker was a
     process on this host that no longer exists is failed, on_stale(trial) runs and the trial is
     re-enqueued with the same parameters. Returns the failed trial numbers."""
-    if not isinstance(study._storage, JournalStorage):
+    storage = study_storage(study)
+    if not isinstance(storage, JournalStorage):
         return []
     host = socket.gethostname()
     callback = _stale_trial_callback(max_retry, on_stale)
@@ -153,11 +155,11 @@ def fail_dead_local_trials(study: optuna.Study, max_retry: int,
         if worker_host != host or not pid.isdigit() or _process_alive(int(pid)):
             continue
         try:
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)
         except UpdateFinishedTrialError:  # another worker failed it first
             continue
         log.warning("trial %d: its worker (pid %s) is gone; failed and re-enqueued", trial.number, pid)
-        callback(study, study._storage.get_trial(trial._trial_id))
+        callback(study, storage.get_trial(trial_id(trial)))
         failed.append(trial.number)
     return failed
 
