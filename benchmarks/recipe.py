@@ -29,8 +29,8 @@ from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
 from components.models import MODELS, adapt_to_data, build_model
 from components.models.base import FitSetup
+from components.training.seeding import seed_everything
 from components.training.trainer import Trainer, make_optimizer
-from pipelines.train import seed_everything
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "recipe.jsonl"
 

@@ -8,23 +8,17 @@
 
 from __future__ import annotations
 
-import copy
-import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from components.config import DEFAULTS_FILE, PROJECT_ROOT, ConfigError, experiment_file, flatten, set_dotted
+from components.config import DEFAULTS_FILE, ConfigError, experiment_file
 from components.data.dataset import TASKS, WindowDataset, loader_for
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
 from components.evaluation.aggregation import to_unit
 from components.evaluation.clustering import nmi_per_task
-from components.evaluation.cross_validation import fold_summary, summary_lines
 from components.evaluation.scoring import Protocol, evaluate, headline_lines, song_ids
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
 from components.models.base import FitSetup
@@ -32,47 +26,10 @@ from components.tracking import mlflow_runs as tracking
 from components.tracking.embedding_model import build_embedding_model
 from components.training import checkpoint
 from components.training.checkpoint import TrainState
+from components.training.resume import checkpoint_dir, config_for_resume
+from components.training.seeding import seed_everything
 from components.training.trainer import MetricsCallback, Trainer
 from pipelines.arguments import parser, resolve, run_cli
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def checkpoint_dir(config: dict[str, Any], run_id: str) -> Path:
-    root = Path(config["train"]["checkpoint_dir"])
-    return (root if root.is_absolute() else PROJECT_ROOT / root) / run_id
-
-
-# Keys that change how a model trains, added after runs were checkpointed without them: a run
-# from before resumes with the value that trains as it did.
-ADDED_KEYS = {"train.lr_fan_in_reference": None, "train.precise_bn_batches": 0}
-
-
-def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """A resumed run keeps the config it started with; a different one would be another run. Keys
-    its checkpoint predates are filled in (ADDED_KEYS, else today's value), keys no longer read
-    (another architecture's settings, from before each owned its own) dropped; both are named."""
-    saved = checkpoint.load(directory / checkpoint.LAST)["config"]
-    now, then = flatten(config), flatten(saved)
-    changed = {k: (v, now[k]) for k, v in then.items() if k in now and now[k] != v}
-    if changed:
-        raise ConfigError(f"resuming {directory.name} with a different config: {changed}. "
-                          f"Resume with the original settings, or start a new run.")
-    added = {k: ADDED_KEYS.get(k, v) for k, v in now.items() if k not in then}
-    dropped = sorted(k for k in then if k not in now)
-    for key, value in added.items():
-        set_dotted(saved, key, value)
-    for key in dropped:
-        section, _, leaf = key.rpartition(".")
-        del (saved[section] if section else saved)[leaf]
-    if added or dropped:
-        print(f"note: {directory / checkpoint.LAST} predates the settings {added} (the run resumes with "
-              f"these values, as it trained) and holds {dropped}, no longer read", file=sys.stderr)
-    return saved
 
 
 @dataclass(frozen=True)
@@ -165,35 +122,6 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
     return TrainResult(run_id, scores, model_uri, state)
 
 
-def cross_validate(config: dict[str, Any], resume_run_id: str | None = None) -> str:
-    """eval.folds song-disjoint folds, one nested run (and model) each, under one parent run that
-    logs the mean and spread of the test scores. Resuming the parent skips finished folds and
-    resumes an interrupted one from its checkpoint."""
-    name, folds = config["model"]["name"], config["eval"]["folds"]
-    with tracking.run(config, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
-                      tags={"cv.folds": str(folds)}):
-        parent = tracking.active_run_id()
-        tracking.log_config(config, [DEFAULTS_FILE, experiment_file(name)])
-        earlier = tracking.child_runs(parent, "cv.fold")
-        results = []
-        for fold in range(folds):
-            fold_config = copy.deepcopy(config)
-            fold_config["data"]["fold"] = fold
-            done = earlier.get(str(fold))
-            if done is not None and done.info.status == "FINISHED":
-                print(f"fold {fold}: finished in run {done.info.run_id}, reused")
-                results.append(done.data.metrics)
-                continue
-            with tracking.run(fold_config, resume_run_id=done.info.run_id if done else None,
-                              run_name=f"{name}-fold{fold}", nested=True,
-                              tags={"cv.fold": str(fold), "cv.parent": parent}):
-                results.append(train(fold_config).scores)
-        summary = fold_summary(results)
-        tracking.log_metrics(summary)
-    print("\n".join([f"cross-validation run {parent} finished ({folds} folds)", *summary_lines(summary)]))
-    return parent
-
-
 def main(argv: list[str] | None = None) -> str:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--resume", default="", help="MLflow run id whose checkpoint to continue (with "
@@ -201,6 +129,8 @@ def main(argv: list[str] | None = None) -> str:
     args, extra = p.parse_known_args(argv)
     config = resolve(args, extra)
     if config["eval"]["folds"] > 1:
+        from pipelines.cross_validation import cross_validate  # late: it composes train()
+
         return cross_validate(config, args.resume or None)
     with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
         return train(config).run_id

@@ -14,8 +14,6 @@ each run carries the study name and trial number as tags.
 from __future__ import annotations
 
 import shutil
-import sys
-import time
 import warnings
 from typing import Any
 
@@ -27,23 +25,12 @@ from components.data.preparation import prepare_features
 from components.tracking import mlflow_runs as tracking
 from components.tracking import registry
 from components.tracking import study as studies
-from components.tracking.redaction import masked, password_of
+from components.tracking.redaction import masked
 from components.tracking.search_space import load_search_space, suggest_overrides
+from components.training.resume import checkpoint_dir
 from components.training.trainer import NonFiniteLoss
 from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
-from pipelines.train import checkpoint_dir, train
-
-
-def pruning_reporter(trial: optuna.Trial, metric: str | None):
-    """Report val/<task>_nmi after every epoch; raise TrialPruned when the pruner says so.
-    Multi-objective studies cannot prune (Optuna refuses report()), so they report nothing."""
-    def report(metrics: dict[str, float], epoch: int) -> None:
-        if metric is None or metric not in metrics:
-            return
-        trial.report(metrics[metric], epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric}={metrics[metric]:.4f}")
-    return report
+from pipelines.train import train
 
 
 def make_objective(model: str, base: list[str], config: dict[str, Any], study: optuna.Study):
@@ -62,7 +49,7 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
             trial.set_user_attr("mlflow_run_id", run_id)
             save_note(trial, f"MLflow run [{run_id}]({tracking.run_url(run_id)})")
             try:
-                result = train(trial_config, on_epoch=pruning_reporter(trial, pruned_on))
+                result = train(trial_config, on_epoch=studies.pruning_reporter(trial, pruned_on))
             finally:
                 if not config["tune"]["keep_checkpoints"]:  # the model is logged; only resume needs them
                     shutil.rmtree(checkpoint_dir(trial_config, run_id), ignore_errors=True)
@@ -73,32 +60,6 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
         values = tuple(float(result.scores[m]) for m in metrics)
         return values[0] if len(values) == 1 else values
     return objective
-
-
-def warn_if_password_logged(storage: str | None) -> None:
-    """Our params, tags and messages mask the storage password, but `mlflow run -P storage=...`
-    has logged it already: say where, and how to keep it out."""
-    password = password_of(storage)
-    leaked = tracking.params_containing(password) if password else []
-    if leaked:
-        print(f"warning: `mlflow run` logged the database password in param(s) {', '.join(leaked)} of run "
-              f"{tracking.active_run_id()}; MLflow params cannot be changed: delete the run and change "
-              f"the password. Give it through PGPASSWORD or ~/.pgpass, not in the URL", file=sys.stderr)
-
-
-def study_run_id(study: optuna.Study, own_run_id: str, wait_seconds: float = 60) -> str:
-    """The study's MLflow run id. A worker that joins a study created a moment ago waits for the
-    creating worker to record it (it starts its run right after creating the study); if that
-    worker died first, this run becomes the study's run."""
-    deadline = time.monotonic() + wait_seconds
-    while (parent := study.user_attrs.get("mlflow_parent_run_id")) is None:
-        if time.monotonic() > deadline:
-            print(f"study {study.study_name}: no MLflow run recorded by its creator; this run "
-                  f"({own_run_id}) becomes the study's run")
-            study.set_user_attr("mlflow_parent_run_id", own_run_id)
-            return own_run_id
-        time.sleep(0.5)
-    return parent
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -127,11 +88,11 @@ def main(argv: list[str] | None = None) -> str:
         run_id = tracking.active_run_id()
         if created:
             study.set_user_attr("mlflow_parent_run_id", run_id)
-        parent = study_run_id(study, run_id)
+        parent = studies.study_run_id(study, run_id)
         if parent != run_id:  # a resume or another worker: show it under the study's run
             tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
         tracking.log_config(config, [])
-        warn_if_password_logged(tune["storage"])
+        tracking.warn_if_password_logged(tune["storage"])
         prepare_features(config)  # bad data fails here, once, and trials find the cache warm
         done = studies.finished_count(study)
         print(f"study {study.study_name}: {done} of {tune['n_trials']} trials finished"

@@ -204,7 +204,7 @@ def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlfl
 def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_path, capsys):
     from components.config import flatten, load_config
     from components.training import checkpoint
-    from pipelines.train import config_for_resume
+    from components.training.resume import config_for_resume
 
     config = load_config("basic_vae", tiny_overrides(tmp_path))
     old = copy.deepcopy(config)

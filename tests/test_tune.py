@@ -16,6 +16,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from components.config import PROJECT_ROOT, ConfigError, load_config
+from components.tracking import mlflow_runs as tracking
 from components.tracking import registry
 from components.tracking import study as studies
 from components.tracking.redaction import masked
@@ -211,8 +212,8 @@ def test_a_password_that_mlflow_run_logged_is_reported(mlflow_store, capsys):
     url = "postgresql://optuna:hunter2@db:5432/studies"
     with mlflow.start_run():
         mlflow.log_params({"storage": url, "tune.storage": masked(url)})  # as `mlflow run -P` and we log
-        tune.warn_if_password_logged(url)
-        tune.warn_if_password_logged("postgresql://optuna@db:5432/studies")  # PGPASSWORD: nothing to say
+        tracking.warn_if_password_logged(url)
+        tracking.warn_if_password_logged("postgresql://optuna@db:5432/studies")  # PGPASSWORD: nothing to say
     err = capsys.readouterr().err
     assert err.count("warning:") == 1
     assert "password in param(s) storage of run" in err and "PGPASSWORD" in err and "hunter2" not in err

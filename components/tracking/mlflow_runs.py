@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.tracking.embedding_model import EmbeddingModel
 from components.tracking.library_internals import forget_active_runs
-from components.tracking.redaction import masked, masked_value
+from components.tracking.redaction import masked, masked_value, password_of
 
 log = logging.getLogger(__name__)
 
@@ -506,3 +507,14 @@ def end_run_of_dead_worker(run_id: str | None, what: str) -> None:
         client.set_tag(run_id, "error", f"{what}: its worker stopped sending heartbeats (killed or "
                                         f"lost); Optuna failed the trial and re-enqueued it")
         client.set_terminated(run_id, status="FAILED")
+
+
+def warn_if_password_logged(storage: str | None) -> None:
+    """Our params, tags and messages mask the storage password, but `mlflow run -P storage=...`
+    has logged it already: say where, and how to keep it out."""
+    password = password_of(storage)
+    leaked = params_containing(password) if password else []
+    if leaked:
+        print(f"warning: `mlflow run` logged the database password in param(s) {', '.join(leaked)} of run "
+              f"{active_run_id()}; MLflow params cannot be changed: delete the run and change "
+              f"the password. Give it through PGPASSWORD or ~/.pgpass, not in the URL", file=sys.stderr)

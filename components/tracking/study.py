@@ -300,3 +300,30 @@ def figures(study: optuna.Study) -> dict[str, Figure]:
         axes = axes.flat[0] if hasattr(axes, "flat") else axes
         result[f"optuna/{name}.png"] = axes.figure
     return result
+
+
+def pruning_reporter(trial: optuna.Trial, metric: str | None):
+    """Report val/<task>_nmi after every epoch; raise TrialPruned when the pruner says so.
+    Multi-objective studies cannot prune (Optuna refuses report()), so they report nothing."""
+    def report(metrics: dict[str, float], epoch: int) -> None:
+        if metric is None or metric not in metrics:
+            return
+        trial.report(metrics[metric], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric}={metrics[metric]:.4f}")
+    return report
+
+
+def study_run_id(study: optuna.Study, own_run_id: str, wait_seconds: float = 60) -> str:
+    """The study's MLflow run id. A worker that joins a study created a moment ago waits for the
+    creating worker to record it (it starts its run right after creating the study); if that
+    worker died first, this run becomes the study's run."""
+    deadline = time.monotonic() + wait_seconds
+    while (parent := study.user_attrs.get("mlflow_parent_run_id")) is None:
+        if time.monotonic() > deadline:
+            print(f"study {study.study_name}: no MLflow run recorded by its creator; this run "
+                  f"({own_run_id}) becomes the study's run")
+            study.set_user_attr("mlflow_parent_run_id", own_run_id)
+            return own_run_id
+        time.sleep(0.5)
+    return parent

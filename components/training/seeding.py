@@ -1,0 +1,14 @@
+"""One seed for python, numpy and torch: what makes a run repeatable."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
