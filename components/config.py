@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from components.config_rules import check_settings
+from components.dotted_keys import flatten, set_dotted
 from components.error_summary import first_line
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,18 +33,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return data
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train': {'lr': 1e-4}} -> {'train.lr': 1e-4}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def _unknown_key_error(key: str, known: list[str], source: str) -> ConfigError:
@@ -95,14 +84,6 @@ def _merge(base: dict[str, Any], changes: dict[str, Any], source: str) -> dict[s
             raise _unknown_key_error(key, list(known), source)
         set_dotted(merged, key, _check_type(key, known[key], value, source))
     return merged
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
 
 
 def parse_value(raw: str) -> Any:

@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from components.dotted_keys import flatten
 from components.vocabulary import (
     CHECKPOINT_WRITES,
     COMPILE_MODES,
@@ -104,8 +105,6 @@ def check_settings(config: dict[str, Any], defaults: dict[str, Any], own_rules: 
                    error: type[Exception]) -> None:
     """Raise `error` for the first value outside what its key allows (flat keys: 'train.lr');
     own_rules: the architecture's own keys, as (lowest, highest, fix) ranges or choice tuples."""
-    from components.config import flatten  # late: config imports this module
-
     flat, default = flatten(config), flatten(defaults)
     own_choices = {k: rule for k, rule in own_rules.items() if not _is_range(rule)}
     own_ranges = {k: rule for k, rule in own_rules.items() if _is_range(rule)}
