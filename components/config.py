@@ -157,7 +157,7 @@ def _shown(path: Path) -> str:
 def model_defaults(model_name: str) -> dict[str, Any]:
     """experiments/defaults.yaml with the architecture's own model.* settings (and their
     defaults) added: the keys its experiment file, presets and overrides may set."""
-    from components.models import MODELS  # late: models import config for their defaults
+    from components.models import MODELS  # late: it imports torch, which config's light users never need
 
     config = _read_yaml(DEFAULTS_FILE)
     config["model"] |= copy.deepcopy(MODELS[model_name].own_settings)
@@ -168,7 +168,7 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
     """Resolve defaults <- experiments/<model_name>.yaml <- presets <- overrides, rejecting unknown
     keys and types. The `preset` key (e.g. the override preset=report) names files of
     experiments/presets/ applied before the other overrides, whatever their order."""
-    from components.models import MODELS  # late: models import config for their defaults
+    from components.models import MODELS  # late: it imports torch, which config's light users never need
 
     if model_name not in MODELS:
         raise ConfigError(
@@ -215,7 +215,7 @@ def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None
 def check_protocol(config: dict[str, Any]) -> None:
     """Every key's range, choice and null rule (components.config_rules), checked when the config
     is loaded: a typo fails here, before any data is read or any epoch trained."""
-    from components.models import MODELS  # late: models import config for their defaults
+    from components.models import MODELS  # late: it imports torch, which config's light users never need
 
     name = config["model"]["name"]
     check_settings(config, model_defaults(name), MODELS[name].own_rules, ConfigError)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.config import ConfigError, load_config
 from components.models.base import VAE, Batch, VAEOutput
 from components.models.basic_vae import BasicVAE
 from components.models.conv_vae import ConvVAE
@@ -32,8 +33,6 @@ def input_shape_of(config: dict[str, Any]) -> tuple[int, int]:
 
 def build_model(name: str, config: dict[str, Any] | None = None) -> VAE:
     """Build a model by name; without a config, the full-size model of experiments/<name>.yaml."""
-    from components.config import ConfigError, load_config
-
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}'. Valid models: {', '.join(sorted(MODELS))}")
     config = config if config is not None else load_config(name)
