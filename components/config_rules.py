@@ -135,6 +135,9 @@ def check_settings(config: dict[str, Any], defaults: dict[str, Any], own_rules: 
     if not DEVICE.fullmatch(flat["train.device"]):
         raise error(f"train.device={flat['train.device']!r} is not one of auto, cpu, cuda, cuda:N (N a GPU "
                     f"index)")
+    if flat["train.compile"] is not None and flat["train.activation_checkpointing"]:
+        raise error("train.activation_checkpointing and train.compile together are not supported; "
+                    "set one of them")
     _check_lists(flat, error)
     _check_features(flat, error)
     if flat["data.val_fraction"] + flat["data.test_fraction"] >= 1:

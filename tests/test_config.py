@@ -98,6 +98,11 @@ def test_every_setting_is_checked_when_the_config_loads_with_one_line_naming_the
     assert "\n" not in str(raised.value) and time.perf_counter() - started < 1.0  # torch already imported
 
 
+def test_settings_that_cannot_go_together_fail_when_the_config_loads():
+    with pytest.raises(ConfigError, match="train.activation_checkpointing and train.compile together"):
+        load_config("conv_vae", ["train.compile=default", "train.activation_checkpointing=true"])
+
+
 def test_every_key_of_the_defaults_has_a_rule_or_is_free_text():
     from components.config import defaults, flatten
     from components.config_rules import RANGES, _choices

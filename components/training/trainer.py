@@ -95,8 +95,6 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     return torch.autocast(device.type, dtype=precision.dtype)
 
 
-
-
 def writes_in_background(setting: str, device: torch.device) -> bool:
     """train.async_checkpoint: auto writes in the background on CUDA only. On a CPU the host copy
     would add the weights and Adam state (1 GB at full size) to a peak RSS already set by the
@@ -104,8 +102,6 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
     if setting not in CHECKPOINT_WRITES:
         raise ConfigError(f"train.async_checkpoint={setting!r} is not one of {', '.join(CHECKPOINT_WRITES)}")
     return setting == "background" or (setting == "auto" and device.type == "cuda")
-
-
 
 
 def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VAE:
@@ -118,9 +114,6 @@ def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VA
     mode = train["compile"]
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
-    if mode is not None and train["activation_checkpointing"]:
-        raise ConfigError("train.activation_checkpointing and train.compile together are not supported; "
-                          "set one of them")
     model = model.to(device)
     if train["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
