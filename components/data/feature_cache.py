@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 from tqdm import tqdm
 
 from components.data.audio import FeatureSpec, SongRejected, song_windows
 from components.data.catalog import Catalog, CatalogError, Song
 from components.data.lyrics_text import read_lyrics
-from components.data.parent_watch import exit_with, identity
 from components.data.splits import SplitSpec, assign_splits
+from components.processes import exit_with, gone, identity
 
 # Bump when the code that fills a cache changes what it writes.
 CACHE_FORMAT = 4  # 4: splits in splits/<key>/, every class in every split, a test split by default
@@ -256,8 +255,7 @@ def remove_stale_builds(cache_root: Path) -> None:
     """Delete the .building-<digest>-<pid> folders of prepares that were killed (their pid is
     gone); those of live processes are theirs to finish."""
     for stale in cache_root.glob(".building-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if gone(stale.name.rsplit("-", 1)[-1]):
             print(f"note: removing {stale}, left by a prepare that was killed", file=sys.stderr)
             shutil.rmtree(stale, ignore_errors=True)
 

@@ -35,9 +35,9 @@ from mlflow.utils.time import get_current_time_millis
 
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
 from components.data.feature_cache import FeatureCache
-from components.data.parent_watch import alive, identity
 from components.error_summary import first_line
 from components.evaluation.comparison import RunSummary
+from components.processes import alive, identity
 from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.tracking.embedding_model import EmbeddingModel

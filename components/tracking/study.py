@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
+from components.processes import gone
 from components.tracking.library_internals import study_storage, trial_id
 from components.tracking.redaction import masked, masked_text
 from components.tracking.registry import selection_metric, task_labels
@@ -129,16 +130,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def fail_dead_local_trials(study: optuna.Study, max_retry: int,
                            on_stale: StaleTrialHook | None = None) -> list[int]:
     """What heartbeats do on RDB storages, for a journal file: a RUNNING trial whose worker was a
@@ -152,7 +143,7 @@ def fail_dead_local_trials(study: optuna.Study, max_retry: int,
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or _process_alive(int(pid)):
+        if worker_host != host or not gone(pid):
             continue
         try:
             storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)

@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 
 from components.config import ConfigError
 from components.error_summary import first_line
+from components.processes import gone
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -49,8 +49,7 @@ def remove_partial_writes(directory: Path) -> None:
     """Delete the half-written files (<name>.tmp<pid>, up to 1 GB each) that processes killed
     mid-write left in directory; those of live processes are theirs to finish."""
     for partial in Path(directory).glob("*.pt.tmp*"):
-        pid = partial.suffix.removeprefix(".tmp")
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if gone(partial.suffix.removeprefix(".tmp")):
             partial.unlink(missing_ok=True)
 
 
