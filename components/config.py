@@ -174,7 +174,7 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
         raise ConfigError(
             f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}"
         )
-    config = model_defaults(model_name)
+    base = config = model_defaults(model_name)  # _merge copies: base stays the defaults
     path = experiment_file(model_name)
     if not path.exists():
         raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
@@ -185,7 +185,7 @@ def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str
     config = _merge(config, changes, "override")
     if config["model"]["name"] != model_name:
         raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
-    check_protocol(config)
+    check_protocol(config, base)
     return config
 
 
@@ -212,13 +212,14 @@ def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None
         raise ConfigError(f"{key}={value!r} must be in [{low}, {high}]; {fix}")
 
 
-def check_protocol(config: dict[str, Any]) -> None:
+def check_protocol(config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
     """Every key's range, choice and null rule (components.config_rules), checked when the config
-    is loaded: a typo fails here, before any data is read or any epoch trained."""
+    is loaded: a typo fails here, before any data is read or any epoch trained. defaults: the
+    model's (model_defaults), when the caller has read them already."""
     from components.models import MODELS  # late: it imports torch, which config's light users never need
 
     name = config["model"]["name"]
-    check_settings(config, model_defaults(name), MODELS[name].own_rules, ConfigError)
+    check_settings(config, defaults or model_defaults(name), MODELS[name].own_rules, ConfigError)
 
 
 def config_hash(config: dict[str, Any]) -> str:
