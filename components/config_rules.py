@@ -74,6 +74,9 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "tune.max_retry": (0, 1000, "2 is the default"),
 }
 
+# Ranged keys that also take these words (components.config.ALSO_ACCEPTS lets their numbers in).
+WORDS: dict[str, tuple[str, ...]] = {"train.checkpoint_every": ("auto",)}
+
 # Keys whose documented meaning includes null (besides those whose default is null).
 NULLABLE = {"eval.epoch_method", "train.lr_fan_in_reference"}
 
@@ -118,9 +121,9 @@ def check_settings(config: dict[str, Any], defaults: dict[str, Any], own_rules: 
             raise error(_not_a_choice(key, flat[key], allowed))
     for key, (low, high, fix) in (RANGES | own_ranges).items():
         value = flat[key]
-        if key == "train.checkpoint_every" and isinstance(value, str):
-            if value != "auto":
-                raise error(_not_a_choice(key, value, ("auto", "<an integer >= 1>")))
+        if key in WORDS and isinstance(value, str):
+            if value not in WORDS[key]:
+                raise error(_not_a_choice(key, value, (*WORDS[key], f"<an integer >= {low}>")))
             continue
         if value is None:
             continue
