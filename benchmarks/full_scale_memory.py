@@ -86,18 +86,18 @@ def bare_steps(model_name: str, batch_size: int, steps: int, overrides: list[str
     from components.training.trainer import make_optimizer, optimizer_step, prepare_model
 
     config = load_config(model_name, overrides)
-    config["model"] |= {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}
-    if config["train"]["lean_host_memory"]:  # as the Trainer does
+    config.model |= {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}
+    if config.train.lean_host_memory:  # as the Trainer does
         map_large_allocations()
-    model = prepare_model(build_model(model_name, config), torch.device("cpu"), config["train"]).train()
-    optimizer = make_optimizer(model.parameters(), config["train"], torch.device("cpu"))
+    model = prepare_model(build_model(model_name, config), torch.device("cpu"), config.train).train()
+    optimizer = make_optimizer(model.parameters(), config.train, torch.device("cpu"))
     n_mels, frames = model.input_shape
     batch = {"mel": torch.randn(batch_size, 1, n_mels, frames),
              "genre": torch.zeros(batch_size, dtype=torch.long),
              "language": torch.zeros(batch_size, dtype=torch.long)}
     for _ in range(steps):
-        terms = model.loss(batch, model(batch), config["train"]["kl_warmup_epochs"])
-        optimizer_step(terms["total"], optimizer, None, model.parameters(), config["train"]["grad_clip"])
+        terms = model.loss(batch, model(batch), config.train.kl_warmup_epochs)
+        optimizer_step(terms["total"], optimizer, None, model.parameters(), config.train.grad_clip)
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def steps(lean: bool, count: int) -> dict[str, float]:
         map_large_allocations()
     config = load_config("conv_vae", [])
     model = build_model("conv_vae", config).train()
-    optimizer = make_optimizer(model.parameters(), config["train"], torch.device("cpu"))
+    optimizer = make_optimizer(model.parameters(), config.train, torch.device("cpu"))
     batch = {"mel": torch.randn(32, 1, 128, 1292), "genre": torch.zeros(32, dtype=torch.long),
              "language": torch.zeros(32, dtype=torch.long)}
     times = []

@@ -46,8 +46,8 @@ def plain_librosa_loop(paths: list, spec: FeatureSpec) -> int:
 
 def main() -> None:
     config = load_config("conv_vae")
-    metadata = resolve_source(config["data"])  # generates the demo corpus once if missing
-    spec = FeatureSpec(**config["features"])
+    metadata = resolve_source(config.data)  # generates the demo corpus once if missing
+    spec = config.features
     songs = read_catalog(metadata).songs
 
     # Both loops once on one song, untimed: first calls load decoders and compile librosa's

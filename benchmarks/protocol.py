@@ -76,8 +76,8 @@ def score_run(run_id: str, seed: int) -> dict[str, dict[str, Any]]:
     served, _, _ = tracking.load_served_model(run.data.tags["model_uri"])
     config, _ = tracking.training_run(run_id)
     cache = prepare_features(config)
-    lyrics = embed_lyrics(cache, config["lyrics"], config["seed"]) if served.lyrics_dim else None
-    test = served_scores(served, cache, "test", Protocol.from_config(config), config["seed"], lyrics)
+    lyrics = embed_lyrics(cache, config.lyrics, config.seed) if served.lyrics_dim else None
+    test = served_scores(served, cache, "test", Protocol.from_config(config), config.seed, lyrics)
     embeddings, labels, songs, own, rows = served_embeddings(served, cache, "val", lyrics)
     mfcc = mfcc_statistics(cache, rows)
     out = {}

@@ -38,9 +38,9 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "recipe.jsonl"
 def _setup(name: str, overrides: list[str]) -> tuple[dict[str, Any], Any, Any, Any]:
     config = load_config(name, overrides)
     cache = prepare_features(config)
-    lyrics = embed_lyrics(cache, config["lyrics"], config["seed"]) if MODELS[name].uses_lyrics else None
+    lyrics = embed_lyrics(cache, config.lyrics, config.seed) if MODELS[name].uses_lyrics else None
     config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
-    seed_everything(config["seed"])
+    seed_everything(config.seed)
     return config, cache, WindowDataset(cache, "train", lyrics), WindowDataset(cache, "val", lyrics)
 
 
@@ -69,7 +69,7 @@ def fit(name: str, overrides: list[str]) -> dict[str, Any]:
 def steps(name: str, overrides: list[str], count: int = 8) -> dict[str, Any]:
     config, _, train_set, _ = _setup(name, overrides)
     model = build_model(name, config)
-    optimizer = make_optimizer(model.parameters(), config["train"], torch.device("cpu"))
+    optimizer = make_optimizer(model.parameters(), config.train, torch.device("cpu"))
     rows = []
     for step, batch in enumerate(loader_for(train_set, config, True, torch.device("cpu"))):
         if step == count:
@@ -79,7 +79,7 @@ def steps(name: str, overrides: list[str], count: int = 8) -> dict[str, Any]:
         terms = model.loss(batch, out, 0)
         optimizer.zero_grad()
         terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config["train"]["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
         model.eval()
         with torch.no_grad():

@@ -104,7 +104,7 @@ def phases(model: str, folder: Path) -> dict[str, float]:
         model_ = build_model(model, config)
         trainer = Trainer(model_, config, folder / "checkpoints" / "phases")
         lap("build_model_and_trainer_s")
-        loader = make_loader(WindowDataset(cache, "train"), config["train"]["batch_size"], True, 0)
+        loader = make_loader(WindowDataset(cache, "train"), config.train.batch_size, True, 0)
         batch = next(iter(loader))
         lap("first_batch_s")
         out = trainer.model(batch)

@@ -25,7 +25,8 @@ import torch
 
 from benchmarks.trainer_overhead import bare_loop
 from components.config import PROJECT_ROOT, load_config
-from components.models import MODELS, adapt_to_data, build_model, count_parameters, input_shape_of
+from components.models import MODELS, adapt_to_data, build_model, count_parameters
+from components.settings import Experiment
 from components.training.trainer import prepare_model, resolve_device
 
 VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile": ["train.compile=default"],
@@ -33,11 +34,11 @@ VARIANTS = {"eager": [], "channels_last": ["train.channels_last=true"], "compile
 GB = 2**30
 
 
-def random_batch(config: dict[str, Any], size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    n_mels, frames = input_shape_of(config)
+def random_batch(config: Experiment, size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    n_mels, frames = config.features.shape
     labels = torch.arange(size) % 3
     batch = {"mel": torch.randn(size, 1, n_mels, frames), "genre": labels, "language": labels,
-             "lyrics": torch.randn(size, config["model"].get("lyrics_dim") or 64),
+             "lyrics": torch.randn(size, getattr(config.model, "lyrics_dim", None) or 64),
              "has_lyrics": torch.arange(size) % 4 != 0}
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -45,9 +46,9 @@ def random_batch(config: dict[str, Any], size: int, device: torch.device) -> dic
 def measure(name: str, variant: str, steps: int, size: int, overrides: list[str]) -> dict[str, Any]:
     config = load_config(name, [*overrides, *VARIANTS[variant]])
     config = adapt_to_data(config, {"genre": ["g1", "g2", "g3"], "language": ["l1", "l2", "l3", "l4"]}, 64)
-    device = resolve_device(config["train"]["device"])
+    device = resolve_device(config.train.device)
     torch.manual_seed(0)
-    model = prepare_model(build_model(name, config), device, config["train"])
+    model = prepare_model(build_model(name, config), device, config.train)
     batch = random_batch(config, size, device)
     started = time.perf_counter()
     bare_loop(model, [batch, batch], config, 1, fused=True)  # warm-up: kernels, allocator, compile
@@ -55,7 +56,7 @@ def measure(name: str, variant: str, steps: int, size: int, overrides: list[str]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = bare_loop(model, [batch] * steps, config, 1, fused=True)
-    result = {"model": name, "variant": variant, "input": list(input_shape_of(config)),
+    result = {"model": name, "variant": variant, "input": list(config.features.shape),
               "parameters": count_parameters(model), "samples_per_s": round(steps * size / seconds, 2),
               "step_s": round(seconds / steps, 4), "warm_up_s": round(warm_up, 1)}
     if device.type == "cuda":

@@ -49,6 +49,7 @@ from components.data.preparation import prepare_features
 from components.evaluation.clustering import nmi_per_task
 from components.models import MODELS, adapt_to_data, build_model
 from components.models.base import AFTER_WARMUP
+from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
 from components.training import trainer as training
 from components.training.trainer import (
@@ -76,7 +77,7 @@ def stand_in(folder: Path, songs_per_cell: int, seconds: float,
     return prepare_features(load_config("conv_vae", overrides)), overrides
 
 
-def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: dict[str, Any],
+def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], config: Experiment,
               epochs: int, fused: bool, val_batches: list[dict[str, torch.Tensor]] | None = None) -> float:
     """Seconds for `epochs` passes of forward, loss, backward, clip, step over in-memory batches:
     the trainer's optimizer and step (make_optimizer, optimizer_step), or torch's default Adam.
@@ -84,11 +85,11 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
     with early stopping does it: BatchNorm statistics recomputed (train.precise_bn_batches) and
     the validation loss."""
     device = next(model.parameters()).device
-    precision = choose_precision(device, config["train"]["amp"])
+    precision = choose_precision(device, config.train.amp)
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
-    train = config["train"]
+    train = config.train
     optimizer = (make_optimizer(model.parameters(), train, device) if fused else
-                 torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"]))
+                 torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay))
     started = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -96,10 +97,10 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
             with autocast(device, precision):
                 out = model(batch)
             loss = model.loss(batch, out, epoch)["total"]
-            optimizer_step(loss, optimizer, scaler, model.parameters(), train["grad_clip"])
+            optimizer_step(loss, optimizer, scaler, model.parameters(), train.grad_clip)
         if val_batches is not None:
-            if train["precise_bn_batches"]:
-                training.recompute_batchnorm(model, batches, device, train["precise_bn_batches"])
+            if train.precise_bn_batches:
+                training.recompute_batchnorm(model, batches, device, train.precise_bn_batches)
             model.eval()
             with torch.no_grad(), autocast(device, precision):
                 sum(float(model.loss(b, model(b), AFTER_WARMUP)["total"]) for b in val_batches)
@@ -108,13 +109,13 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
     return time.perf_counter() - started
 
 
-def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, Any],
+def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: Experiment,
                 folder: Path) -> tuple[Trainer, dict[str, float]]:
     """The project's Trainer fitted inside an MLflow run, logging as pipelines.train does, and
     the seconds of its parts: train phase, validation pass, clustering score, checkpoint writes
     (what the loop waits for), metric logging, and the whole fit."""
     train_set, val_set = WindowDataset(cache, "train"), WindowDataset(cache, "val")
-    seed = config["seed"]
+    seed = config.seed
     seconds = dict.fromkeys(("train_phase", "batchnorm", "validation", "scoring", "checkpoint", "logging"),
                             0.0)
 
@@ -138,9 +139,9 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
 
     def scorer(means, labels):
         labels.pop("row")
-        return nmi_per_task(means, labels, config["eval"]["epoch_method"], seed)
+        return nmi_per_task(means, labels, config.eval.epoch_method, seed)
 
-    with tracking.run(config, run_name=f"trainer-overhead-{config['model']['name']}"):
+    with tracking.run(config, run_name=f"trainer-overhead-{config.model.name}"):
         trainer = Trainer(model, config, folder / "checkpoints" / tracking.active_run_id(),
                           on_epoch=timed("logging", tracking.log_metrics),
                           epoch_scorer=timed("scoring", scorer), tasks=(*TASKS, "row"))
@@ -162,12 +163,12 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: dict[str, A
 VARIANTS = ("before", "inline", "background")
 
 
-def variant_config(config: dict[str, Any], variant: str) -> dict[str, Any]:
+def variant_config(config: Experiment, variant: str) -> dict[str, Any]:
     variant_config = copy.deepcopy(config)
-    train = variant_config["train"]
-    train["async_checkpoint"] = "inline" if variant == "before" else variant
+    train = variant_config.train
+    train.async_checkpoint = "inline" if variant == "before" else variant
     if variant == "before":
-        train["checkpoint_every"] = 1
+        train.checkpoint_every = 1
     return variant_config
 
 
@@ -177,19 +178,19 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
     config = adapt_to_data(load_config(name, [*overrides, f"train.epochs={epochs}",
                                               f"train.early_stopping_patience={epochs}", *no_pretraining]),
                            cache.vocab, None)
-    device = resolve_device(config["train"]["device"])
+    device = resolve_device(config.train.device)
     train_set = WindowDataset(cache, "train")
-    size = config["train"]["batch_size"]
-    loader = make_loader(train_set, size, True, config["seed"])
+    size = config.train.batch_size
+    loader = make_loader(train_set, size, True, config.seed)
     batches = [to_device(b, device) for b in loader]  # the same windows, already in memory
     samples = sum(b["mel"].shape[0] for b in batches) * epochs
 
     def fresh_model() -> torch.nn.Module:
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(config.seed)
         return build_model(name, config).to(device)
 
     val_batches = [to_device(b, device) for b in make_loader(WindowDataset(cache, "val"), size, False,
-                                                             config["seed"])]
+                                                             config.seed)]
     bare_loop(fresh_model(), batches[:1], config, 1, fused=True)  # warm kernels and allocator, untimed
     train_only = bare_loop(fresh_model(), batches, config, epochs, fused=True)
     bare_first = bare_loop(fresh_model(), batches, config, epochs, fused=True, val_batches=val_batches)
@@ -203,7 +204,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
     bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True, val_batches=val_batches)
     bare = (bare_first + bare_again) / 2  # with the recipe's model work
     plain = bare_loop(fresh_model(), batches, config, epochs, fused=False) if default_adam else None
-    precision = choose_precision(device, config["train"]["amp"]).label
+    precision = choose_precision(device, config.train.amp).label
 
     def trainer_result(parts: dict[str, float]) -> dict[str, Any]:
         # Without the after-epoch passes and the clustering score: against the train-only loop.

@@ -1,28 +1,28 @@
-"""Experiment configs: defaults.yaml + experiments/<model>.yaml + strict overrides."""
+"""Experiment configs: defaults.yaml + experiments/<model>.yaml + presets + strict overrides,
+resolved into the typed settings of components.settings."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 
-from components.config_rules import check_settings
 from components.dotted_keys import flatten, set_dotted
 from components.error_summary import first_line
+from components.settings import ConfigError, Experiment, ModelSettings, build, convert
+from components.settings import keys as settings_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 DEFAULTS_FILE = EXPERIMENTS_DIR / "defaults.yaml"
 PRESETS_DIR = EXPERIMENTS_DIR / "presets"
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -47,42 +47,20 @@ def _unknown_key_error(key: str, known: list[str], source: str) -> ConfigError:
     )
 
 
-# Keys whose default is a word (e.g. auto) that also take a number of this type.
-ALSO_ACCEPTS: dict[str, type] = {"train.checkpoint_every": int}
-
-
-def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
-    """Accept value only if it has the default's type (ints pass for floats; null defaults take
-    anything; ALSO_ACCEPTS names the second type of a few keys)."""
-    if default is None or value is None:
-        return value
-    if isinstance(value, ALSO_ACCEPTS.get(key, ())) and not isinstance(value, bool):
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(
-            f"{source}: '{key}' must be {type(default).__name__} like the default {default!r}"
-            f"{f' or {ALSO_ACCEPTS[key].__name__}' if key in ALSO_ACCEPTS else ''}, "
-            f"got {value!r} ({type(value).__name__})"
-        )
-    return value
-
-
-def _merge(base: dict[str, Any], changes: dict[str, Any], source: str) -> dict[str, Any]:
+def _merge(base: dict[str, Any], changes: dict[str, Any], source: str, known: dict[str, Any],
+           parsed: bool = True) -> dict[str, Any]:
+    """base with changes applied, each key known and each value checked against its type
+    (known: dotted key -> type hint); parsed=False: values are command-line text, parsed here by
+    the key's type, once."""
     merged = copy.deepcopy(base)
-    known = flatten(base)
     for key, value in flatten(changes).items():
         if key not in known:
             raise _unknown_key_error(key, list(known), source)
-        set_dotted(merged, key, _check_type(key, known[key], value, source))
+        try:
+            value = value if parsed else parse_text(value, known[key], key)
+            set_dotted(merged, key, convert(key, value, known[key]))
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
     return merged
 
 
@@ -97,24 +75,39 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """['train.lr=1e-3', 'model.hidden_dims=[8,16]'] -> nested dict, values parsed as YAML."""
-    nested: dict[str, Any] = {}
+def _takes_text(hint: Any) -> bool:
+    """Whether a key is free text (a path, a name): its command-line value is taken as written."""
+    options = [o for o in get_args(hint) if o is not type(None)] if get_origin(hint) in (Union, UnionType) \
+        else [hint]
+    return len(options) == 1 and (options[0] is str or (get_origin(options[0]) is Annotated
+                                                        and get_args(options[0])[0] is str))
+
+
+def parse_text(raw: Any, hint: Any, key: str) -> Any:
+    """A command-line value by its key's type, once: free text as written (-P data=2024 is a
+    folder named 2024; null/~ is null where null is allowed), anything else as YAML."""
+    if not isinstance(raw, str):
+        return raw
+    if _takes_text(hint):
+        nullable = get_origin(hint) in (Union, UnionType) and type(None) in get_args(hint)
+        return None if nullable and raw.strip() in ("null", "~", "") else raw
+    try:
+        return parse_value(raw)
+    except yaml.YAMLError as err:  # also python/object tags: safe_load builds plain values only
+        raise ConfigError(f"'{key}': {raw!r} is not a plain YAML value ({first_line(err)}); write a number, "
+                          f"string, list or mapping") from err
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """['train.lr=1e-3', 'model.hidden_dims=[8,16]'] -> {'train.lr': '1e-3', ...}: the text of
+    each, parsed by its key's type when merged."""
+    texts: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. train.epochs=10")
         key, raw = item.split("=", 1)
-        try:
-            value = parse_value(raw)
-        except yaml.YAMLError as err:  # also python/object tags: safe_load builds plain values only
-            raise ConfigError(f"override '{key}': {raw!r} is not a plain YAML value ({first_line(err)}); "
-                              f"write a number, string, list or mapping") from err
-        node = nested
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
+        texts[key.strip()] = raw
+    return texts
 
 
 def defaults() -> dict[str, Any]:
@@ -131,14 +124,14 @@ def presets() -> list[str]:
     return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
 
 
-def _apply_presets(config: dict[str, Any], names: Any) -> dict[str, Any]:
-    """Merge experiments/presets/<name>.yaml for each name of `preset` ('cpu' or 'report,cpu'), in
-    order, with the same key and type checks as any override."""
+def _preset_files(names: Any) -> list[Path]:
+    """experiments/presets/<name>.yaml for each name of `preset` ('cpu' or 'report,cpu'), in order."""
     if names is None:
-        return config
+        return []
     if not isinstance(names, str) or not names.strip():
         raise ConfigError(f"preset={names!r} must be a preset name or a comma-separated list of "
                           f"them; presets: {', '.join(presets())}")
+    paths = []
     for name in (part.strip() for part in names.split(",")):
         path = PRESETS_DIR / f"{name}.yaml"
         if not path.exists():
@@ -146,83 +139,84 @@ def _apply_presets(config: dict[str, Any], names: Any) -> dict[str, Any]:
             hint = f" Did you mean {close[0]}?" if close else ""
             raise ConfigError(f"preset '{name}' does not exist ({path.relative_to(PROJECT_ROOT)}).{hint} "
                               f"Presets: {', '.join(presets())}")
-        config = _merge(config, _read_yaml(path), str(path.relative_to(PROJECT_ROOT)))
-    return config
+        paths.append(path)
+    return paths
 
 
 def _shown(path: Path) -> str:
     return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
 
 
-def model_defaults(model_name: str) -> dict[str, Any]:
-    """experiments/defaults.yaml with the architecture's own model.* settings (and their
-    defaults) added: the keys its experiment file, presets and overrides may set."""
-    from components.models import MODELS  # late: it imports torch, which config's light users never need
-
-    config = _read_yaml(DEFAULTS_FILE)
-    config["model"] |= copy.deepcopy(MODELS[model_name].own_settings)
-    return config
+def own_defaults(settings: type[ModelSettings]) -> dict[str, Any]:
+    """An architecture's own model.* keys with their defaults (fields its Settings class adds)."""
+    shared = {f.name for f in dataclasses.fields(ModelSettings)}
+    return {f.name: copy.deepcopy(f.default) for f in dataclasses.fields(settings) if f.name not in shared}
 
 
-def load_config(model_name: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Resolve defaults <- experiments/<model_name>.yaml <- presets <- overrides, rejecting unknown
-    keys and types. The `preset` key (e.g. the override preset=report) names files of
-    experiments/presets/ applied before the other overrides, whatever their order."""
-    from components.models import MODELS  # late: it imports torch, which config's light users never need
+def load_config(model_name: str, overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> Experiment:
+    """Resolve defaults <- experiments/<model_name>.yaml <- presets <- overrides <- values, every
+    key known and every value checked (components.settings) before any data is read.
+
+    overrides: command-line 'key=value' text, parsed by each key's type; values: typed values by
+    dotted key (an Optuna trial's). The `preset` key names files of experiments/presets/ applied
+    before the overrides, whatever their order."""
+    from components.models import MODELS  # late: the registry imports an architecture, with torch
 
     if model_name not in MODELS:
-        raise ConfigError(
-            f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}"
-        )
-    base = config = model_defaults(model_name)  # _merge copies: base stays the defaults
+        raise ConfigError(f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}")
+    architecture = MODELS[model_name].Settings
+    known = settings_keys(Experiment, {"model": architecture})
+    config = _read_yaml(DEFAULTS_FILE)
+    config["model"] |= own_defaults(architecture)
     path = experiment_file(model_name)
     if not path.exists():
         raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
-    config = _merge(config, _read_yaml(path), _shown(path))
-    changes = parse_overrides(overrides or [])
-    config = _merge(config, {"preset": changes.pop("preset", config["preset"])}, "override")
-    config = _apply_presets(config, config["preset"])
-    config = _merge(config, changes, "override")
+    config = _merge(config, _read_yaml(path), _shown(path), known)
+    texts = parse_overrides(overrides or [])
+    if "preset" in texts:
+        config = _merge(config, {"preset": texts.pop("preset")}, "override", known, parsed=False)
+    for preset in _preset_files(config["preset"]):
+        config = _merge(config, _read_yaml(preset), _shown(preset), known)
+    config = _merge(config, texts, "override", known, parsed=False)
+    config = _merge(config, values or {}, "value", known)
     if config["model"]["name"] != model_name:
         raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
-    check_protocol(config, base)
-    return config
+    return experiment(config)
 
 
-def with_overrides(config: dict[str, Any], overrides: list[str], allowed: tuple[str, ...]) -> dict[str, Any]:
+def experiment(config: dict[str, Any]) -> Experiment:
+    """The typed config of a resolved mapping (a loaded, logged or checkpointed one), checked."""
+    from components.models import MODELS  # late: the registry imports an architecture, with torch
+
+    experiment = build(Experiment, config, sections={"model": MODELS[config["model"]["name"]].Settings})
+    experiment.check()
+    return experiment
+
+
+def logged_config(saved: dict[str, Any]) -> Experiment:
+    """The typed config an earlier run logged: keys it predates take today's values for its model,
+    keys no longer read are left out."""
+    from components.models import MODELS  # late: the registry imports an architecture, with torch
+
+    name = saved["model"]["name"]
+    known = settings_keys(Experiment, {"model": MODELS[name].Settings})
+    return load_config(name, values={k: v for k, v in flatten(saved).items() if k in known})
+
+
+def with_overrides(config: Experiment, overrides: list[str], allowed: tuple[str, ...]) -> Experiment:
     """A resolved config (e.g. a logged run's) with key=value overrides, checked like load_config's;
     only keys under the `allowed` prefixes may change (a model's feature and model settings stay)."""
-    changes = parse_overrides(overrides)
-    refused = [key for key in flatten(changes) if not key.startswith(allowed)]
+    texts = parse_overrides(overrides)
+    refused = [key for key in texts if not key.startswith(allowed)]
     if refused:
         raise ConfigError(f"override {', '.join(refused)}: only {', '.join(allowed)} settings can "
                           f"change here; the rest are the model's own")
-    config = _merge(config, changes, "override")
-    check_protocol(config)
-    return config
+    known = settings_keys(Experiment, {"model": type(config.model)})
+    return experiment(_merge(config.to_dict(), texts, "override", known, parsed=False))
 
 
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-
-
-def _in_range(key: str, value: float, low: float, high: float, fix: str) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{key}={value!r} must be in [{low}, {high}]; {fix}")
-
-
-def check_protocol(config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
-    """Every key's range, choice and null rule (components.config_rules), checked when the config
-    is loaded: a typo fails here, before any data is read or any epoch trained. defaults: the
-    model's (model_defaults), when the caller has read them already."""
-    from components.models import MODELS  # late: it imports torch, which config's light users never need
-
-    name = config["model"]["name"]
-    check_settings(config, defaults or model_defaults(name), MODELS[name].own_rules, ConfigError)
-
-
-def config_hash(config: dict[str, Any]) -> str:
+def config_hash(config: Experiment) -> str:
     """Stable short hash of a resolved config, logged with every run."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ HEADLINE = ("nmi", "ami", "ari", "silhouette_labels", "nmi_chance_mean", "nmi_ch
             "nmi_p_value", "beats_chance", "nmi_ci_low", "nmi_ci_high")
 
 
-# Choices of config keys (components.config_rules checks them when a config is loaded).
+# Choices of config keys (the Literal types of components.settings).
 METHODS = ("kmeans", "agglomerative", "gmm")  # clustering of the scores
 UNITS = ("window", "song")  # what one point of a scored clustering is
 SAMPLERS = ("tpe", "random")

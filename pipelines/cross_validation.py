@@ -8,19 +8,19 @@ model) each, under a parent run with the mean and spread of the test scores.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from components.config import DEFAULTS_FILE, experiment_file
 from components.evaluation.cross_validation import fold_summary, summary_lines
+from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
 from pipelines.train import train
 
 
-def cross_validate(config: dict[str, Any], resume_run_id: str | None = None) -> str:
+def cross_validate(config: Experiment, resume_run_id: str | None = None) -> str:
     """eval.folds song-disjoint folds, one nested run (and model) each, under one parent run that
     logs the mean and spread of the test scores. Resuming the parent skips finished folds and
     resumes an interrupted one from its checkpoint."""
-    name, folds = config["model"]["name"], config["eval"]["folds"]
+    name, folds = config.model.name, config.eval.folds
     with tracking.run(config, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
                       tags={"cv.folds": str(folds)}):
         parent = tracking.active_run_id()
@@ -29,7 +29,7 @@ def cross_validate(config: dict[str, Any], resume_run_id: str | None = None) -> 
         results = []
         for fold in range(folds):
             fold_config = copy.deepcopy(config)
-            fold_config["data"]["fold"] = fold
+            fold_config.data.fold = fold
             done = earlier.get(str(fold))
             if done is not None and done.info.status == "FINISHED":
                 print(f"fold {fold}: finished in run {done.info.run_id}, reused")

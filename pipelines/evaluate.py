@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from components.config import ConfigError, with_overrides
+from components.config import ConfigError, logged_config, with_overrides
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
 from components.evaluation.scoring import Protocol, headline_lines, served_scores
@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> str:
     overrides = [] if args.overrides.strip() in ("", "none") else args.overrides.split()
     if args.data.strip() not in ("", "none"):
         overrides.append(f"data.source={args.data}")
-    config = with_overrides(trained, overrides, CHANGEABLE)
+    config = with_overrides(logged_config(trained), overrides, CHANGEABLE)
     cache = prepare_features(config, all_test=args.split == "all")
     # The training corpus's own lyrics encoder is refitted on its train songs; another corpus has
     # none to fit it on, so a multimodal model scores it with its "no lyrics" vector.
-    lyrics = (embed_lyrics(cache, config["lyrics"], config["seed"])
+    lyrics = (embed_lyrics(cache, config.lyrics, config.seed)
               if served.lyrics_dim and args.split == "test" else None)
     protocol = Protocol.from_config(config)
     same_corpus = (cache.digest, cache.split_key) == (params.get("data.cache_digest"),
@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> str:
         evaluation_run = tracking.active_run_id()
         tracking.log_config(config, [])
         tracking.log_dataset(cache, context="evaluation")
-        scores = served_scores(served, cache, REPORT, protocol, config["seed"], lyrics)
+        scores = served_scores(served, cache, REPORT, protocol, config.seed, lyrics)
         tracking.log_evaluation(scores, model_id, cache)
     if version is not None:
         prefix = "" if same_corpus and args.split == "test" else f"corpus-{cache.digest[:8]}/"
         tagged = {prefix + name: scores[name] for name in registry.METRIC_NAMES if name in scores}
         registry.tag_version(*version, tagged | {f"{prefix}evaluation_run_id": evaluation_run})
     print("\n".join([f"evaluation run {evaluation_run} of {args.model_uri} ({args.split} songs of "
-                     f"{config['data']['source']})", *headline_lines(scores, protocol)]))
+                     f"{config.data.source})", *headline_lines(scores, protocol)]))
     return evaluation_run
 
 

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from components.evaluation.clustering import nmi_per_task
 from components.evaluation.scoring import Protocol, evaluate, headline_lines, song_ids
 from components.models import MODELS, adapt_to_data, build_model, count_parameters
 from components.models.base import FitSetup
+from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
 from components.tracking.embedding_model import build_embedding_model
 from components.training import checkpoint
@@ -40,30 +40,30 @@ class TrainResult:
     state: TrainState
 
 
-def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> TrainResult:
+def train(config: Experiment, on_epoch: MetricsCallback | None = None) -> TrainResult:
     """Prepare, train, evaluate and log the model inside the active MLflow run.
 
     on_epoch(metrics, epoch) runs after each epoch's metrics are logged (the tuner reports
     val/<task>_nmi to Optuna there and may raise optuna.TrialPruned to stop the run).
     """
-    name = config["model"]["name"]
+    name = config.model.name
     run_id = tracking.active_run_id()
     cache = prepare_features(config)
     lyrics = None
     if MODELS[name].uses_lyrics:  # embedded once per (cache, lyrics settings)
-        lyrics = embed_lyrics(cache, config["lyrics"], config["seed"])
+        lyrics = embed_lyrics(cache, config.lyrics, config.seed)
     config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
     directory = checkpoint_dir(config, run_id)
     if (directory / checkpoint.LAST).exists():
         config = config_for_resume(config, directory)
-    seed_everything(config["seed"])
+    seed_everything(config.seed)
     tracking.log_config(config, [DEFAULTS_FILE, experiment_file(name)])
     tracking.log_dataset(cache)  # with the song list of each split: what training could read
-    if config["model"]["condition_on"]:
+    if config.model.condition_on:
         # Its score on this label is not unsupervised: say so wherever the run is compared.
-        tracking.set_tags({"label_conditioned": config["model"]["condition_on"]})
+        tracking.set_tags({"label_conditioned": config.model.condition_on})
     train_set, val_set = WindowDataset(cache, "train", lyrics), WindowDataset(cache, "val", lyrics)
-    batch_size = config["train"]["batch_size"]
+    batch_size = config.train.batch_size
     if batch_size > len(train_set):
         raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
                           f"train windows; set train.batch_size to at most {len(train_set)}")
@@ -80,13 +80,13 @@ def train(config: dict[str, Any], on_epoch: MetricsCallback | None = None) -> Tr
             on_epoch(metrics, epoch)
 
     def epoch_scores(means: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
-        means, labels, _ = to_unit(config["eval"]["unit"], means, labels, song_ids(cache, labels.pop("row")))
-        labels.pop(config["model"]["condition_on"], None)  # given to the model: no score to watch
-        return nmi_per_task(means, labels, config["eval"]["epoch_method"], config["seed"])
+        means, labels, _ = to_unit(config.eval.unit, means, labels, song_ids(cache, labels.pop("row")))
+        labels.pop(config.model.condition_on, None)  # given to the model: no score to watch
+        return nmi_per_task(means, labels, config.eval.epoch_method, config.seed)
 
     model = build_model(name, config)
     trainer = Trainer(model, config, directory, run_id, on_epoch=after_epoch,
-                      epoch_scorer=epoch_scores if config["eval"]["epoch_method"] else None,
+                      epoch_scorer=epoch_scores if config.eval.epoch_method else None,
                       tasks=(*TASKS, "row"))
     train_loader = loader_for(train_set, config, True, trainer.device)
     resumed = trainer.resume()
@@ -128,11 +128,11 @@ def main(argv: list[str] | None = None) -> str:
                    "eval.folds > 1: the cross-validation's parent run)")
     args, extra = p.parse_known_args(argv)
     config = resolve(args, extra)
-    if config["eval"]["folds"] > 1:
+    if config.eval.folds > 1:
         from pipelines.cross_validation import cross_validate  # late: it composes train()
 
         return cross_validate(config, args.resume or None)
-    with tracking.run(config, resume_run_id=args.resume or None, run_name=config["model"]["name"]):
+    with tracking.run(config, resume_run_id=args.resume or None, run_name=config.model.name):
         return train(config).run_id
 
 

@@ -15,34 +15,34 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from typing import Any
 
 import optuna
 from optuna_dashboard import save_note
 
 from components.config import ConfigError, load_config
 from components.data.preparation import prepare_features
+from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
 from components.tracking import registry
 from components.tracking import study as studies
 from components.tracking.redaction import masked
-from components.tracking.search_space import load_search_space, suggest_overrides
+from components.tracking.search_space import load_search_space, suggest_values
 from components.training.resume import checkpoint_dir
 from components.training.trainer import NonFiniteLoss
 from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
 from pipelines.train import train
 
 
-def make_objective(model: str, base: list[str], config: dict[str, Any], study: optuna.Study):
+def make_objective(model: str, base: list[str], config: Experiment, study: optuna.Study):
     space = load_search_space(model)
-    metrics = studies.objective_metrics(config["tune"]["task"])
-    pruned_on = f"val/{config['tune']['task']}_nmi" if len(metrics) == 1 else None
+    metrics = studies.objective_metrics(config.tune.task)
+    pruned_on = f"val/{config.tune.task}_nmi" if len(metrics) == 1 else None
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("worker", studies.worker_id())  # first: a dead worker's trial is found by it
-        trial_config = load_config(model, base + suggest_overrides(trial, space))
+        trial_config = load_config(model, base, suggest_values(trial, space))
         tags = {"optuna.study_name": study.study_name, "optuna.trial_number": str(trial.number),
-                "tune.task": config["tune"]["task"]}
+                "tune.task": config.tune.task}
         with tracking.run(trial_config, run_name=f"trial_{trial.number}", nested=True, tags=tags,
                           stopped_by=(optuna.TrialPruned,)):
             run_id = tracking.active_run_id()
@@ -51,7 +51,7 @@ def make_objective(model: str, base: list[str], config: dict[str, Any], study: o
             try:
                 result = train(trial_config, on_epoch=studies.pruning_reporter(trial, pruned_on))
             finally:
-                if not config["tune"]["keep_checkpoints"]:  # the model is logged; only resume needs them
+                if not config.tune.keep_checkpoints:  # the model is logged; only resume needs them
                     shutil.rmtree(checkpoint_dir(trial_config, run_id), ignore_errors=True)
         missing = [m for m in metrics if not isinstance(result.scores.get(m), float)]
         if missing:
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> str:
 
     tracking.connect()  # an unreachable tracking server fails here, before the study is touched
     study, created = studies.open_study(config, on_stale=close_dead_run)
-    tune = config["tune"]
-    studies.fail_dead_local_trials(study, tune["max_retry"], close_dead_run)
+    tune = config.tune
+    studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
     tags = {"optuna.study_name": study.study_name, "optuna.storage": masked(
-        tune["storage"] or studies.default_storage()), "tune.task": tune["task"],
+        tune.storage or studies.default_storage()), "tune.task": tune.task,
         "tune.worker": studies.worker_id()}
     with tracking.run(config, run_name=f"tune-{study.study_name}", tags=tags):
         run_id = tracking.active_run_id()
@@ -92,27 +92,27 @@ def main(argv: list[str] | None = None) -> str:
         if parent != run_id:  # a resume or another worker: show it under the study's run
             tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
         tracking.log_config(config, [])
-        tracking.warn_if_password_logged(tune["storage"])
+        tracking.warn_if_password_logged(tune.storage)
         prepare_features(config)  # bad data fails here, once, and trials find the cache warm
         done = studies.finished_count(study)
-        print(f"study {study.study_name}: {done} of {tune['n_trials']} trials finished"
+        print(f"study {study.study_name}: {done} of {tune.n_trials} trials finished"
               + (", resuming" if done else ""))
-        if done < tune["n_trials"]:
+        if done < tune.n_trials:
             # Between trials, also fail and re-enqueue trials of dead workers on this host (journal
             # storages have no heartbeats; on RDB storages this finds nothing).
             def reap(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
-                studies.fail_dead_local_trials(study, tune["max_retry"], close_dead_run)
-            study.optimize(make_objective(args.model, base, config, study), timeout=tune["timeout"],
-                           callbacks=[*studies.stop_conditions(tune["n_trials"]), reap],
+                studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
+            study.optimize(make_objective(args.model, base, config, study), timeout=tune.timeout,
+                           callbacks=[*studies.stop_conditions(tune.n_trials), reap],
                            catch=(NonFiniteLoss,), gc_after_trial=True)
         metrics, summary_tags = studies.summary(study)
         tracking.log_summary(parent, metrics, summary_tags, studies.figures(study),
                              step=studies.finished_count(study))
         print(f"study {study.study_name}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
         best = studies.best_trials(study)
-        if tune["promote"] and best:
+        if tune.promote and best:
             # For `both`, the Pareto-front trial with the best mean NMI (registry.task_metric).
-            promotion = registry.promote(best[0].user_attrs["mlflow_run_id"], tune["task"], study.study_name)
+            promotion = registry.promote(best[0].user_attrs["mlflow_run_id"], tune.task, study.study_name)
             tracking.log_summary(parent, {}, {"promotion": f"{promotion.name} v{promotion.version}: "
                                               f"{promotion.reason}"}, {}, step=0)
             print(f"promotion: {promotion.name} version {promotion.version}: {promotion.reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -65,10 +66,10 @@ def test_the_split_key_covers_every_split_setting():
 
 
 def test_the_lyrics_key_covers_encoder_settings_split_and_seed():
-    settings = load_config("multimodal")["lyrics"]
+    settings = load_config("multimodal").lyrics
     base = lyrics_key(settings, "split1", 0)
-    for key, value in settings.items():
-        assert lyrics_key(settings | {key: _changed(value)}, "split1", 0) != base, key
+    for key, value in dataclasses.asdict(settings).items():
+        assert lyrics_key(dataclasses.replace(settings, **{key: _changed(value)}), "split1", 0) != base, key
     assert lyrics_key(settings, "split2", 0) != base  # TF-IDF is fitted on the split's train songs
     assert lyrics_key(settings, "split1", 1) != base  # the SVD's seed
 
@@ -80,6 +81,8 @@ def test_the_pretraining_key_covers_data_model_seed_and_optimiser():
     for section, key in [("model", "latent_dim"), ("model", "n_clusters"), ("model", "dropout"),
                          ("train", "lr"), ("train", "weight_decay"), ("train", "batch_size"),
                          ("train", "grad_clip")]:
-        changed = {**config, section: {**config[section], key: _changed(config[section][key])}}
+        part = getattr(config, section)
+        changed = dataclasses.replace(config, **{section: dataclasses.replace(
+            part, **{key: _changed(getattr(part, key))})})
         assert pretrain_key("cache-split", changed) != base, f"{section}.{key}"
-    assert pretrain_key("cache-split", {**config, "seed": 1}) != base
+    assert pretrain_key("cache-split", dataclasses.replace(config, seed=1)) != base

@@ -24,7 +24,7 @@ def test_folds_are_song_disjoint_runs_summarised_and_resumable(tmp_path, corpus,
     interrupted = []
 
     def train_once_interrupted(config, *args, **kwargs):
-        if config["data"]["fold"] == 1 and not interrupted:
+        if config.data.fold == 1 and not interrupted:
             interrupted.append(mlflow.active_run().info.run_id)
             raise KeyboardInterrupt  # Ctrl-C during the second fold
         return original(config, *args, **kwargs)

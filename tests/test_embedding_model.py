@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
-from components.config import load_config
+from components.config import experiment, load_config
 from components.data.dataset import WindowDataset
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
@@ -82,9 +82,10 @@ def trained(store, corpus) -> Callable[[str], str]:
 def _training_model(store: Path, run_id: str) -> tuple[torch.nn.Module, dict]:
     """The run's best-validation weights, rebuilt from its checkpoint: what training evaluated."""
     saved = checkpoint.load(store / "checkpoints" / run_id / checkpoint.BEST)
-    model = build_model(saved["config"]["model"]["name"], saved["config"])
+    config = experiment(saved["config"])
+    model = build_model(config.model.name, config)
     model.load_state_dict(saved["model"])
-    return model.eval(), saved["config"]
+    return model.eval(), config
 
 
 def _raw_windows(dataset: WindowDataset) -> np.ndarray:
@@ -110,7 +111,7 @@ def test_served_embedding_is_the_training_models_latent_means(store, trained):
     # The run's logged scores come back from the served embeddings.
     songs = song_ids(cache, labels.pop("row"))
     rescored = protocol_scores(out["embedding"], labels, songs, Protocol.from_config(config), "val",
-                               seed=config["seed"])
+                               seed=config.seed)
     for key in ("val/genre/nmi", "val/genre/nmi_p_value", "val/genre/window/nmi_chance_p95"):
         assert rescored[key] == pytest.approx(run.data.metrics[key], abs=1e-4)
 
@@ -121,7 +122,7 @@ def test_served_embedding_is_the_training_models_latent_means(store, trained):
         ids = train_out[f"cluster_{task}"]
         assert ids.dtype == np.int64 and set(ids) <= set(range(k))
         # Nearest centroid = the KMeans (same k, same seed) fitted on the train latent means.
-        fitted = kmeans(k, config["seed"]).fit(train_means)
+        fitted = kmeans(k, config.seed).fit(train_means)
         assert np.array_equal(ids, fitted.labels_), task
 
 
@@ -180,7 +181,7 @@ def _untrained(store: Path, corpus: Path, name: str):
     """An untrained tiny model on the module's cache, its served model and lyrics (no MLflow)."""
     config = load_config(name, _overrides(store, name) + [f"data.source={corpus}"])
     cache = prepare_features(config)
-    lyrics = embed_lyrics(cache, config["lyrics"], config["seed"]) if name == "multimodal" else None
+    lyrics = embed_lyrics(cache, config.lyrics, config.seed) if name == "multimodal" else None
     config = adapt_to_data(config, cache.vocab, lyrics[1] if lyrics else None)
     torch.manual_seed(0)
     vae = build_model(name, config).eval()

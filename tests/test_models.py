@@ -53,7 +53,7 @@ def test_table_keys_match_experiment_files():
     files = {p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")} - {"defaults"}
     assert files == set(MODELS)
     for name in MODELS:
-        assert load_config(name)["model"]["name"] == name
+        assert load_config(name).model.name == name
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -67,7 +67,7 @@ def test_forward_loss_backward_on_tiny_shapes(name, tiny_config):
              "lyrics": torch.randn(4, 16), "has_lyrics": torch.tensor([True, False, True, True])}
     out = model(batch)
     assert out.recon.shape == batch["mel"].shape
-    assert out.mu.shape == out.logvar.shape == (4, config["model"]["latent_dim"])
+    assert out.mu.shape == out.logvar.shape == (4, config.model.latent_dim)
     terms = model.loss(batch, out, epoch=0)
     assert set(terms) >= {"total", "recon", "kl"}
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())

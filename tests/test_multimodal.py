@@ -13,6 +13,7 @@ import torch
 from components.data.lyrics import LyricsEncoderError, embed_lyrics, tfidf_svd, transformer_embeddings
 from components.data.preparation import prepare_features
 from components.models import build_model
+from components.settings import LyricsSettings
 from pipelines.train import main as train
 from tests.conftest import tiny_overrides
 
@@ -96,7 +97,7 @@ def test_lyrics_are_embedded_once_and_bad_lyrics_reported(corpus, tmp_path, tiny
     cache = prepare_features(tiny_config("multimodal", f"data.source={data / 'metadata.csv'}"))
     stored = json.loads((cache.path / "lyrics.json").read_text(encoding="utf-8"))
     assert "not UTF-8" in stored[broken.stem]["problem"] and cache.manifest["songs_without_lyrics"] == 1
-    settings = {"encoder": "tfidf_svd", "model": "", "dim": 8, "max_length": 8}
+    settings = LyricsSettings(encoder="tfidf_svd", model="", dim=8, max_length=8)
     vectors, dim = embed_lyrics(cache, settings, seed=0)
     assert dim == 8 and broken.stem not in vectors and len(vectors) == 11
     files = list(cache.path.glob("lyrics-*.npz"))

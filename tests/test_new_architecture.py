@@ -6,6 +6,9 @@ training, training, evaluation, the served model, and a tuning trial over its ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import mlflow
 import pytest
 import torch
@@ -15,15 +18,20 @@ import components.config as config_module
 from components.config import ConfigError, load_config
 from components.models import MODELS
 from components.models.base import VAE, FitSetup
+from components.settings import ModelSettings, Range
 from components.tracking import search_space
 from tests.conftest import tiny_overrides, tune_args
+
+
+@dataclass
+class ToySettings(ModelSettings):
+    width: Annotated[int, Range(1, 4096, "8 is the default")] = 8
 
 
 class ToyVAE(VAE):
     """Flatten -> one hidden layer of model.width units -> mu, logvar; the same back."""
 
-    own_settings = {"width": 8}
-    own_rules = {"model.width": (1, 4096, "8 is the default")}
+    Settings = ToySettings
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, width: int, beta: float = 1.0,
                  kl_warmup_epochs: int = 0) -> None:
@@ -62,7 +70,7 @@ def test_an_eighth_architecture_runs_through_the_platform_unchanged(toy_architec
     from pipelines import tune
     from pipelines.train import main as train
 
-    assert load_config("toy_vae")["model"]["width"] == 16
+    assert load_config("toy_vae").model.width == 16
     with pytest.raises(ConfigError, match=r"model.width=0 must be in \[1, 4096\]; 8 is the default"):
         load_config("toy_vae", ["model.width=0"])
 

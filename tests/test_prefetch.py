@@ -55,7 +55,7 @@ def test_a_runs_loader_reads_ahead_and_yields_the_batches_it_would_inline(corpus
     config = tiny_config("conv_vae", f"data.source={corpus}")
     dataset = WindowDataset(prepare_features(config), "train")
     ahead = loader_for(dataset, config, True, torch.device("cpu"))
-    config["train"]["prefetch_batches"] = 0
+    config.train.prefetch_batches = 0
     inline = loader_for(dataset, config, True, torch.device("cpu"))
     assert isinstance(ahead, Prefetching) and not isinstance(inline, Prefetching)
     assert len(ahead) == len(inline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 from dataclasses import replace
@@ -157,7 +158,7 @@ def test_cache_is_song_split_train_normalised_and_reused(corpus, tiny_config):
     assert again.path == cache.path and (again.path / "manifest.json").stat().st_mtime_ns == built
     assert again.split_key == cache.split_key and again.rows.equals(cache.rows)
     # Another split of the same songs reuses the decoded audio: a split folder, not a new cache.
-    other = prepare_features(config | {"data": config["data"] | {"split_seed": 5}})
+    other = prepare_features(dataclasses.replace(config, data=dataclasses.replace(config.data, split_seed=5)))
     assert other.path == cache.path and other.split_key != cache.split_key
     assert (other.path / "manifest.json").stat().st_mtime_ns == built
     assert not other.rows.split.equals(cache.rows.split)

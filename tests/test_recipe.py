@@ -4,17 +4,22 @@ BatchNorm statistics recomputed with each epoch's final weights."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from components.config import load_config
 from components.models import build_model
 from components.training.trainer import Trainer, fan_in, lr_groups, make_optimizer
+
+TRAIN = load_config("basic_vae").train
 
 
 def _output_step(layer: nn.Linear, reference: int | None) -> float:
     """How far the layer's output moves in one Adam step that pushes it up (every input 1)."""
-    train = {"lr": 1e-3, "weight_decay": 0.0, "lr_fan_in_reference": reference}
+    train = dataclasses.replace(TRAIN, lr=1e-3, weight_decay=0.0, lr_fan_in_reference=reference)
     optimizer = make_optimizer(layer.parameters(), train, torch.device("cpu"))
     x = torch.ones(1, layer.in_features)
     before = layer(x).item()
@@ -36,10 +41,10 @@ def test_one_lr_moves_a_wide_layer_fan_in_times_further_and_scaling_evens_it() -
 def test_groups_follow_torch_fan_in_convention_and_keep_every_parameter() -> None:
     model = nn.Sequential(nn.Conv2d(8, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(2048, 3))
     assert [fan_in(p) for p in model.parameters()] == [72, 1, 1, 1, 2048, 1]
-    groups = lr_groups(model.parameters(), {"lr": 1e-3, "lr_fan_in_reference": 1024})
+    groups = lr_groups(model.parameters(), dataclasses.replace(TRAIN, lr=1e-3, lr_fan_in_reference=1024))
     assert sorted(g["lr"] for g in groups) == pytest.approx([5e-4, 1e-3])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    off = lr_groups(model.parameters(), {"lr": 1e-3, "lr_fan_in_reference": None})
+    off = lr_groups(model.parameters(), dataclasses.replace(TRAIN, lr=1e-3, lr_fan_in_reference=None))
     assert [g["lr"] for g in off] == [1e-3]
 
 

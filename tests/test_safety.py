@@ -56,7 +56,7 @@ def test_served_model_state_holding_code_is_refused(tmp_path):
 def test_yaml_with_python_tags_builds_no_objects(tmp_path):
     marker = tmp_path / "code-ran"
     trap = f"!!python/object/apply:pathlib.Path.touch ['{marker}']"
-    with pytest.raises(ConfigError, match="override 'train.lr'.*is not a plain YAML value"):
+    with pytest.raises(ConfigError, match="override: 'train.lr': .*is not a plain YAML value"):
         load_config("basic_vae", [f"train.lr={trap}"])
     space = tmp_path / "basic_vae.yaml"
     space.write_text(f"train.lr: {trap}\n")

@@ -7,7 +7,7 @@ import pytest
 
 from components.config import ConfigError, flatten, load_config
 from components.models import MODELS
-from components.tracking.search_space import load_search_space, suggest_overrides
+from components.tracking.search_space import load_search_space, suggest_values
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -18,9 +18,11 @@ def test_every_model_has_a_valid_space_whose_samples_load_as_config(model):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(3):
         trial = study.ask()
-        config = flatten(load_config(model, suggest_overrides(trial, parameters)))
+        values = suggest_values(trial, parameters)
+        config = flatten(load_config(model, values=values).to_dict())
         for parameter in parameters:
             value = config[parameter.key]
+            assert value == values[parameter.key] and type(value) is type(values[parameter.key])
             if parameter.kind == "categorical":
                 assert value in parameter.choices
             else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -202,20 +201,20 @@ def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlfl
 
 
 def test_a_checkpoint_from_before_new_training_keys_resumes_as_it_trained(tmp_path, capsys):
-    from components.config import flatten, load_config
+    from components.config import load_config
     from components.training import checkpoint
     from components.training.resume import config_for_resume
 
     config = load_config("basic_vae", tiny_overrides(tmp_path))
-    old = copy.deepcopy(config)
+    old = config.to_dict()
     for key in ("lr_fan_in_reference", "precise_bn_batches", "checkpoint_every"):
         del old["train"][key]
     old["model"]["fusion"] = "attention"  # every architecture's config held every model key then
     checkpoint.atomic_save({"config": old, "state": {}}, tmp_path / checkpoint.LAST)
     resumed = config_for_resume(config, tmp_path)
-    assert resumed["train"]["lr_fan_in_reference"] is None and resumed["train"]["precise_bn_batches"] == 0
-    assert resumed["train"]["checkpoint_every"] == config["train"]["checkpoint_every"]
-    assert "fusion" not in resumed["model"] and flatten(resumed).keys() == flatten(config).keys()
+    assert resumed.train.lr_fan_in_reference is None and resumed.train.precise_bn_batches == 0
+    assert resumed.train.checkpoint_every == config.train.checkpoint_every
+    assert not hasattr(resumed.model, "fusion") and resumed.to_dict().keys() == config.to_dict().keys()
     assert "predates the settings" in capsys.readouterr().err
 
 

@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
 
+from components.settings import FeatureSettings as FeatureSpec  # the features section
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """The feature settings that determine a cache's content (see experiments/defaults.yaml)."""
-
-    sample_rate: int
-    window_seconds: float
-    hop_seconds: float
-    min_tail_seconds: float
-    n_mels: int
-    n_fft: int
-    hop_length: int
-    silence_db: float
-    max_song_seconds: float = 1200.0
-
-    @property
-    def window_samples(self) -> int:
-        return int(round(self.window_seconds * self.sample_rate))
-
-    @property
-    def hop_samples(self) -> int:
-        return int(round(self.hop_seconds * self.sample_rate))
-
-    @property
-    def frames(self) -> int:
-        """Time frames of one window with librosa's centred STFT: 30 s -> 1292."""
-        return 1 + self.window_samples // self.hop_length
 
 
 class SongRejected(Exception):

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from components.data.feature_cache import FeatureCache
 from components.data.prefetch import Prefetching
-from components.models import Batch
+from components.models.base import Batch
+from components.settings import Experiment
 from components.vocabulary import TASKS  # the labels a batch carries
 
 
@@ -90,10 +91,10 @@ def reseed_for_epoch(loader: Any, seed: int, epoch: int) -> None:
         generator.manual_seed(seed * 1_000_003 + epoch)
 
 
-def loader_for(dataset: WindowDataset, config: dict[str, Any], shuffle: bool,
+def loader_for(dataset: WindowDataset, config: Experiment, shuffle: bool,
                device: torch.device) -> DataLoader | Prefetching:
     """make_loader with a run's settings: train.batch_size, num_workers and prefetch_batches,
     pinned memory on CUDA (so copies to the GPU can be non-blocking)."""
-    train = config["train"]
-    return make_loader(dataset, train["batch_size"], shuffle, config["seed"], train["num_workers"],
-                       pin_memory=device.type == "cuda", prefetch=train["prefetch_batches"])
+    train = config.train
+    return make_loader(dataset, train.batch_size, shuffle, config.seed, train.num_workers,
+                       pin_memory=device.type == "cuda", prefetch=train.prefetch_batches)

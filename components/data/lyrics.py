@@ -9,6 +9,7 @@ Two encoders, chosen explicitly in the config (`lyrics.encoder`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from components.data.feature_cache import FeatureCache
+from components.settings import LyricsSettings
 
 
 class LyricsEncoderError(RuntimeError):
@@ -76,14 +78,14 @@ def transformer_embeddings(texts: dict[str, str], name_or_path: str, max_length:
     return dict(zip(ids, np.concatenate(vectors))) if vectors else {}
 
 
-def lyrics_key(settings: dict[str, Any], split_key: str, seed: int) -> str:
+def lyrics_key(settings: LyricsSettings, split_key: str, seed: int) -> str:
     """Everything that determines the embeddings besides the cached texts: the encoder settings,
     the split (TF-IDF and SVD are fitted on its train songs) and the SVD's seed."""
-    relevant = {"settings": settings, "split": split_key, "seed": seed}
+    relevant = {"settings": dataclasses.asdict(settings), "split": split_key, "seed": seed}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def embed_lyrics(cache: FeatureCache, settings: dict[str, Any],
+def embed_lyrics(cache: FeatureCache, settings: LyricsSettings,
                  seed: int) -> tuple[dict[str, np.ndarray], int]:
     """song_id -> embedding for songs with usable lyrics, and the embedding width.
 
@@ -97,16 +99,16 @@ def embed_lyrics(cache: FeatureCache, settings: dict[str, Any],
         return {str(s): v for s, v in zip(stored["song_ids"], stored["vectors"])}, int(stored["dim"])
     texts = cache.lyrics_texts()
     train_songs = sorted(set(cache.rows.song_id[cache.rows.split == "train"]))
-    if settings["encoder"] == "tfidf_svd":
-        dim = settings["dim"]
+    if settings.encoder == "tfidf_svd":
+        dim = settings.dim
         vectors = tfidf_svd(texts, train_songs, dim, seed) if texts else {}
-    elif settings["encoder"] == "transformer":
-        model = load_transformer(settings["model"])[1]  # fails early, with the how-to, if absent
+    elif settings.encoder == "transformer":
+        model = load_transformer(settings.model)[1]  # fails early, with the how-to, if absent
         dim = model.config.hidden_size
-        vectors = transformer_embeddings(texts, settings["model"], settings["max_length"])
+        vectors = transformer_embeddings(texts, settings.model, settings.max_length)
     else:
         raise LyricsEncoderError(
-            f"lyrics.encoder '{settings['encoder']}' unknown: use tfidf_svd or transformer")
+            f"lyrics.encoder '{settings.encoder}' unknown: use tfidf_svd or transformer")
     song_ids = np.array(list(vectors), dtype=str)
     matrix = (np.stack(list(vectors.values())).astype(np.float32) if vectors
               else np.zeros((0, dim), np.float32))

@@ -19,7 +19,7 @@ it was given the label, so that score is not an unsupervised result.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from components.data.feature_cache import FeatureCache
 from components.evaluation.aggregation import UNITS, to_unit
 from components.evaluation.clustering import cluster, unscorable
 from components.evaluation.significance import Resampling, partition_scores, verdict
-from components.models import VAE
+from components.models.base import VAE
+from components.settings import Experiment
 from components.training.trainer import Precision, autocast, embed_loader, to_device
 from components.vocabulary import REPORT, SELECT
 
@@ -54,13 +55,13 @@ class Protocol:
     conditioned_on: str | None = None
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Protocol:
-        evaluation = config["eval"]
-        resampling = Resampling(evaluation["permutations"], evaluation["bootstrap"],
-                                evaluation["confidence"], evaluation["alpha"], config["seed"])
-        return cls(evaluation["method"], tuple(m for m in evaluation["other_methods"]
-                                               if m != evaluation["method"]),
-                   evaluation["unit"], resampling, config["model"].get("condition_on"))
+    def from_config(cls, config: Experiment) -> Protocol:
+        evaluation = config.eval
+        resampling = Resampling(evaluation.permutations, evaluation.bootstrap,
+                                evaluation.confidence, evaluation.alpha, config.seed)
+        return cls(evaluation.method, tuple(m for m in evaluation.other_methods
+                                               if m != evaluation.method),
+                   evaluation.unit, resampling, config.model.condition_on)
 
     def for_unconditioned(self) -> Protocol:
         """The protocol for features no label went into (MFCC statistics)."""
@@ -221,7 +222,7 @@ def model_and_mfcc_scores(embeddings: np.ndarray, labels: dict[str, np.ndarray],
                                     protocol.for_unconditioned(), split, variant="mfcc", seed=seed)
 
 
-def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str, Any],
+def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: Experiment,
                    device: torch.device, precision: Precision,
                    lyrics: tuple[dict[str, np.ndarray], int] | None = None,
                    ) -> tuple[dict[str, float | str], np.ndarray, dict[str, np.ndarray], WindowDataset]:
@@ -230,17 +231,17 @@ def evaluate_split(model: VAE, cache: FeatureCache, split: str, config: dict[str
     protocol = Protocol.from_config(config)
     dataset = WindowDataset(cache, split, lyrics)
     embeddings, labels, own = latent_means(model, dataset, device, precision,
-                                           config["train"]["batch_size"])
+                                           config.train.batch_size)
     rows = labels.pop("row")
     songs = song_ids(cache, rows)
     scores = model_and_mfcc_scores(embeddings, labels, songs, own, rows, cache, protocol, split,
-                                   config["seed"])
+                                   config.seed)
     points, unit_labels, _ = to_unit(protocol.unit, embeddings, labels, songs)
     names = {task: np.asarray(cache.vocab[task])[unit_labels[task]] for task in TASKS}
     return scores, points, names, dataset
 
 
-def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str, device: torch.device,
+def untrained_scores(config: Experiment, dataset: WindowDataset, split: str, device: torch.device,
                      precision: Precision) -> dict[str, float]:
     """What training added is read against this: the headline scores of the same architecture
     with untrained weights (eval.untrained_inits initialisations, seeds seed+1, seed+2, ...), their
@@ -255,14 +256,14 @@ def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str,
     runs: list[dict[str, float]] = []
     state = torch.get_rng_state()
     try:
-        for init in range(config["eval"]["untrained_inits"]):
-            torch.manual_seed(config["seed"] + 1 + init)
-            model = build_model(config["model"]["name"], config).to(device)
+        for init in range(config.eval.untrained_inits):
+            torch.manual_seed(config.seed + 1 + init)
+            model = build_model(config.model.name, config).to(device)
             embeddings, labels, _ = latent_means(model, dataset, device, precision,
-                                                 config["train"]["batch_size"])
+                                                 config.train.batch_size)
             songs = song_ids(dataset.cache, labels.pop("row"))
             scores = protocol_scores(embeddings, labels, songs, protocol, split, variant="untrained",
-                                     seed=config["seed"])
+                                     seed=config.seed)
             runs.append({k: float(v) for k, v in scores.items() if k.rsplit("/", 1)[1] in kept})
     finally:
         torch.set_rng_state(state)  # the trained model's own randomness is not disturbed
@@ -272,7 +273,7 @@ def untrained_scores(config: dict[str, Any], dataset: WindowDataset, split: str,
     return summary
 
 
-def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: torch.device,
+def evaluate(model: VAE, cache: FeatureCache, config: Experiment, device: torch.device,
              precision: Precision, lyrics: tuple[dict[str, np.ndarray], int] | None = None,
              ) -> tuple[dict[str, float | str], dict[str, Figure]]:
     """Scores on val (selection) and test (report), the same architecture untrained on the
@@ -285,10 +286,10 @@ def evaluate(model: VAE, cache: FeatureCache, config: dict[str, Any], device: to
         scores |= split_scores
     scores |= untrained_scores(config, dataset, split, device, precision)
     figures: dict[str, Figure] = {}
-    keep = np.random.default_rng(0).permutation(len(points))[: config["eval"]["projection_points"]]
+    keep = np.random.default_rng(0).permutation(len(points))[: config.eval.projection_points]
     if len(keep) >= 3 and points.shape[1] >= 2:  # PCA to 2-D needs 2 dimensions and a few points
         figures[f"plots/latent_projection_{split}.png"] = plots.latent_projection(
-            points[keep], {t: v[keep] for t, v in names.items()}, f"{config['model']['name']} ({split})")
+            points[keep], {t: v[keep] for t, v in names.items()}, f"{config.model.name} ({split})")
     figures["plots/reconstruction.png"] = reconstruction_figure(model, dataset, device, precision)
     return scores, figures
 

@@ -1,53 +1,87 @@
-"""The registration table: model name -> class. Name = experiments/<name>.yaml stem = MLflow tag."""
+"""The registration table: model name -> architecture class, imported when first looked up (so
+listing or checking names imports no torch). Name = experiments/<name>.yaml stem = MLflow tag."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
 
-from components.config import ConfigError, load_config
-from components.models.base import VAE, Batch, VAEOutput
-from components.models.basic_vae import BasicVAE
-from components.models.conv_vae import ConvVAE
-from components.models.cvae import CVAE
-from components.models.multimodal import MultimodalVAE
-from components.models.vade import VaDE
-
-MODELS: dict[str, type[VAE]] = {
-    "basic_vae": BasicVAE,
-    "conv_vae": ConvVAE,
-    "beta_vae": ConvVAE,  # the same network; experiments/beta_vae.yaml sets model.beta = 4.0
-    "cvae_language": CVAE,
-    "cvae_genre": CVAE,
-    "vade": VaDE,
-    "multimodal": MultimodalVAE,
-}
+if TYPE_CHECKING:
+    from components.models.base import VAE
+    from components.settings import Experiment, FeatureSettings, ModelSettings
 
 
-def input_shape_of(config: dict[str, Any]) -> tuple[int, int]:
-    """(n_mels, frames) of a window under the config's feature settings."""
-    from components.data.audio import FeatureSpec
+class Registry(MutableMapping[str, "type[VAE]"]):
+    """name -> class; an entry may be written as 'module:Class' text, imported on first use."""
 
-    spec = FeatureSpec(**config["features"])
-    return spec.n_mels, spec.frames
+    def __init__(self, entries: dict[str, Any]) -> None:
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> type[VAE]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return entry
+
+    def __setitem__(self, name: str, entry: type[VAE] | str) -> None:
+        self._entries[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
-def build_model(name: str, config: dict[str, Any] | None = None) -> VAE:
+MODELS = Registry({
+    "basic_vae": "components.models.basic_vae:BasicVAE",
+    "conv_vae": "components.models.conv_vae:ConvVAE",
+    "beta_vae": "components.models.conv_vae:ConvVAE",  # experiments/beta_vae.yaml sets model.beta = 4.0
+    "cvae_language": "components.models.cvae:CVAE",
+    "cvae_genre": "components.models.cvae:CVAE",
+    "vade": "components.models.vade:VaDE",
+    "multimodal": "components.models.multimodal:MultimodalVAE",
+})
+
+
+def build_model(name: str, config: Experiment | None = None) -> VAE:
     """Build a model by name; without a config, the full-size model of experiments/<name>.yaml."""
+    from components.config import ConfigError, load_config
+
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}'. Valid models: {', '.join(sorted(MODELS))}")
     config = config if config is not None else load_config(name)
-    return MODELS[name].from_config(config, input_shape_of(config))
+    return model_of(config.model, config.features, config.train.kl_warmup_epochs)
 
 
-def adapt_to_data(config: dict[str, Any], vocab: dict[str, list[str]],
-                  lyrics_dim: int | None = None) -> dict[str, Any]:
+def model_of(settings: ModelSettings, features: FeatureSettings, kl_warmup_epochs: int) -> VAE:
+    """The network of an architecture's settings, for windows of the feature settings."""
+    return MODELS[settings.name].from_settings(settings, features.shape, kl_warmup_epochs)
+
+
+def model_settings(saved: dict[str, Any]) -> ModelSettings:
+    """An architecture's settings from a stored model section (a served model's), checked; keys an
+    older version stored that the architecture no longer reads are left out."""
+    from components.settings import build, hints
+
+    settings = MODELS[saved["name"]].Settings
+    return build(settings, {k: v for k, v in saved.items() if k in hints(settings)}, "model")
+
+
+def adapt_to_data(config: Experiment, vocab: dict[str, list[str]],
+                  lyrics_dim: int | None = None) -> Experiment:
     """Values that follow the data: a CVAE's class count is that of its label in the cache, a
     multimodal model's lyrics width that of the lyrics encoder."""
-    model = config["model"]
-    if model["condition_on"] and "num_classes" in model:
-        model["num_classes"] = len(vocab[model["condition_on"]])
-    if lyrics_dim is not None and "lyrics_dim" in model:
-        model["lyrics_dim"] = lyrics_dim
+    model = config.model
+    if model.condition_on and hasattr(model, "num_classes"):
+        model.num_classes = len(vocab[model.condition_on])
+    if lyrics_dim is not None and hasattr(model, "lyrics_dim"):
+        model.lyrics_dim = lyrics_dim
     return config
 
 
@@ -55,5 +89,5 @@ def count_parameters(model: VAE) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "VAE", "Batch", "VAEOutput", "adapt_to_data", "build_model", "count_parameters",
-           "input_shape_of"]
+__all__ = ["MODELS", "Registry", "adapt_to_data", "build_model", "count_parameters", "model_of",
+           "model_settings"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from components.settings import Experiment, ModelSettings
 
 # Pass as `epoch` to score the full objective (KL weight = beta): validation uses it, so that
 # val/loss compares across epochs and the warm-up cannot fake an early best epoch.
@@ -34,7 +37,7 @@ class FitSetup:
     state) and a metrics callback (metrics, step)."""
 
     loader: Any
-    config: dict[str, Any]
+    config: Experiment
     device: torch.device
     precision: Any
     directory: Path
@@ -60,12 +63,9 @@ class VAE(nn.Module, ABC):
     """
 
     uses_lyrics = False  # True: batches carry "lyrics" [B, lyrics_dim] and "has_lyrics" [B]
-    # model.* keys only this architecture reads, with their defaults (null: set from the data);
-    # load_config adds them to the model section, so experiments/<name>.yaml and overrides may set them.
-    own_settings: ClassVar[dict[str, Any]] = {}
-    # Their allowed values, checked when the config loads: key -> (lowest, highest, the fix) or a
-    # tuple of choices.
-    own_rules: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    # Its model.* settings: the shared ones, or a subclass declared beside the architecture adding
+    # the keys only it reads, with their defaults and allowed values (checked when the config loads).
+    Settings: ClassVar[type[ModelSettings]] = ModelSettings
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, beta: float = 1.0,
                  kl_warmup_epochs: int = 0) -> None:
@@ -79,13 +79,13 @@ class VAE(nn.Module, ABC):
         self.kl_warmup_epochs = kl_warmup_epochs
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], input_shape: tuple[int, int]) -> VAE:
-        """The model of a resolved config: every constructor argument named like a model.* key
-        takes that key's value (shared and own settings alike), the KL warm-up that of train."""
-        model = config["model"]
-        arguments = {name: model[name] for name in inspect.signature(cls.__init__).parameters
-                     if name in model}
-        return cls(input_shape=input_shape, kl_warmup_epochs=config["train"]["kl_warmup_epochs"], **arguments)
+    def from_settings(cls, settings: ModelSettings, input_shape: tuple[int, int],
+                      kl_warmup_epochs: int = 0) -> VAE:
+        """The model of its settings: every constructor argument named like a setting takes its value."""
+        values = dataclasses.asdict(settings)
+        arguments = {name: values[name] for name in inspect.signature(cls.__init__).parameters
+                     if name in values}
+        return cls(input_shape=input_shape, kl_warmup_epochs=kl_warmup_epochs, **arguments)
 
     def before_fit(self, setup: FitSetup) -> dict[str, str]:
         """A stage the architecture runs before its training loop, on a fresh (not resumed) run,

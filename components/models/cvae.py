@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from components.models.base import Batch
 from components.models.conv_vae import ConvVAE
+from components.settings import BIG, ModelSettings, Range
 from components.vocabulary import TASKS
+
+
+@dataclass
+class CVAESettings(ModelSettings):
+    num_classes: Annotated[int, Range(2, BIG, "set from the data; leave it null")] | None = None
+    condition_dim: Annotated[int, Range(1, 65_536, "32 is the default")] = 32
 
 
 class CVAE(ConvVAE):
@@ -22,9 +32,7 @@ class CVAE(ConvVAE):
     clustering score on that label is not an unsupervised result (tagged in every run).
     """
 
-    own_settings = {"num_classes": None, "condition_dim": 32}  # num_classes: that of the data's label
-    own_rules = {"model.num_classes": (2, 1_000_000_000, "set from the data; leave it null"),
-                 "model.condition_dim": (1, 65_536, "32 is the default")}
+    Settings = CVAESettings
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, num_classes: int, condition_on: str, condition_dim: int = 32,

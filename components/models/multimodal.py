@@ -4,6 +4,8 @@ cross-modal attention into one latent; it reconstructs both the spectrogram and 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +20,20 @@ from components.models.blocks import (
     fc_encoder,
     fit_to,
 )
+from components.settings import BIG, ModelSettings, Range
 from components.vocabulary import AUDIO_ENCODERS, FUSIONS
+
+Weight = Annotated[float, Range(0.0, 1.0, "0.5 weighs audio and lyrics equally")]
+
+
+@dataclass
+class MultimodalSettings(ModelSettings):
+    fusion: Literal[FUSIONS] = "attention"
+    audio_encoder: Literal[AUDIO_ENCODERS] = "conv"
+    audio_weight: Weight = 0.5
+    lyrics_weight: Weight = 0.5
+    attention_heads: Annotated[int, Range(1, 1024, "8 is the default")] = 8
+    lyrics_dim: Annotated[int, Range(1, BIG, "set from the lyrics encoder; leave it null")] | None = None
 
 
 class MultimodalVAE(VAE):
@@ -33,13 +48,7 @@ class MultimodalVAE(VAE):
     """
 
     uses_lyrics = True
-    own_settings = {"fusion": "attention", "audio_encoder": "conv", "audio_weight": 0.5, "lyrics_weight": 0.5,
-                    "attention_heads": 8, "lyrics_dim": None}  # lyrics_dim: that of the lyrics encoder
-    own_rules = {"model.fusion": FUSIONS, "model.audio_encoder": AUDIO_ENCODERS,
-                 "model.audio_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
-                 "model.lyrics_weight": (0.0, 1.0, "0.5 weighs audio and lyrics equally"),
-                 "model.attention_heads": (1, 1024, "8 is the default"),
-                 "model.lyrics_dim": (1, 1_000_000_000, "set from the lyrics encoder; leave it null")}
+    Settings = MultimodalSettings
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
                  dropout: float, lyrics_dim: int, fusion: str = "attention", audio_encoder: str = "conv",

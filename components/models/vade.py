@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -11,12 +13,19 @@ from torch import Tensor, nn
 
 from components.models.base import Batch, FitSetup, VAEOutput
 from components.models.basic_vae import BasicVAE
+from components.settings import BIG, ModelSettings, Range
 
 # Cluster log-variances stay in this range: a component collapsing onto a few points would
 # otherwise drive its variance to 0 and the ELBO to -inf. The parameter itself is kept inside it
 # (initialisation, and constrain_ after every optimizer step), so the clamp in the forward pass
 # never cuts a gradient: a value below the floor would get none and never move again.
 LOGVAR_RANGE = (-8.0, 8.0)
+
+
+@dataclass
+class VaDESettings(ModelSettings):
+    n_clusters: Annotated[int, Range(2, BIG, "null: one per class of the task")] | None = None
+    pretrain_epochs: Annotated[int, Range(0, BIG, "0 = no pretraining")] = 0
 
 
 class VaDE(BasicVAE):
@@ -29,9 +38,7 @@ class VaDE(BasicVAE):
     Full size (hidden [512, 256], 15 clusters): 169,879,567 parameters, pi, mu_c, logvar_c included.
     """
 
-    own_settings = {"n_clusters": None, "pretrain_epochs": 0}
-    own_rules = {"model.n_clusters": (2, 1_000_000_000, "null: one per class of the task"),
-                 "model.pretrain_epochs": (0, 1_000_000_000, "0 = no pretraining")}
+    Settings = VaDESettings
     prior_parameters = ("pi_logits", "mu_c", "logvar_c")  # what pretraining leaves alone
 
     def __init__(self, input_shape: tuple[int, int], latent_dim: int, hidden_dims: list[int],
@@ -46,7 +53,7 @@ class VaDE(BasicVAE):
     def before_fit(self, setup: FitSetup) -> dict[str, str]:
         """Autoencoder pretraining and the mixture fitted to its latent means, once per settings
         (model.pretrain_epochs > 0; components.training.pretraining)."""
-        if setup.config["model"]["pretrain_epochs"] <= 0:
+        if setup.config.model.pretrain_epochs <= 0:
             return {}
         from components.training.pretraining import pretrain_and_init_mixture  # late: it imports models
 

@@ -3,6 +3,7 @@ files in, latent embeddings and cluster ids out, as an MLflow pyfunc PythonModel
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from components.data.audio import FeatureSpec, SongRejected, song_windows
 from components.data.dataset import TASKS, WindowDataset
 from components.data.feature_cache import FeatureCache
 from components.evaluation.clustering import kmeans
-from components.models import VAE, build_model
+from components.models import model_of, model_settings
+from components.models.base import VAE
+from components.settings import Experiment
 from components.training.trainer import Precision
 
 CHUNK = 32  # windows per forward pass: bounds memory for large requests at full size
@@ -73,7 +76,8 @@ class EmbeddingModel(mlflow.pyfunc.PythonModel):
         self._state = state
         config = state["config"]
         self.name: str = config["model"]["name"]
-        self.vae = build_model(self.name, config)
+        self.vae = model_of(model_settings(config["model"]), FeatureSpec(**config["features"]),
+                            config["train"]["kl_warmup_epochs"])
         self.vae.load_state_dict(state["weights"])
         self.vae.eval()
         self.features = dict(config["features"])
@@ -257,7 +261,7 @@ class EmbeddingModel(mlflow.pyfunc.PythonModel):
         return int(label)
 
 
-def build_embedding_model(vae: VAE, cache: FeatureCache, config: dict[str, Any],
+def build_embedding_model(vae: VAE, cache: FeatureCache, config: Experiment,
                           lyrics: tuple[dict[str, np.ndarray], int] | None, device: torch.device,
                           precision: Precision) -> tuple[EmbeddingModel, dict[str, np.ndarray]]:
     """The served model of a trained VAE (a CPU copy), with per-task KMeans centroids fitted on
@@ -267,13 +271,13 @@ def build_embedding_model(vae: VAE, cache: FeatureCache, config: dict[str, Any],
     from components.evaluation.scoring import latent_means
 
     train = WindowDataset(cache, "train", lyrics)
-    means, _, _ = latent_means(vae, train, device, precision, config["train"]["batch_size"])
-    centroids = {task: kmeans(min(len(cache.vocab[task]), len(means)), config["seed"])
+    means, _, _ = latent_means(vae, train, device, precision, config.train.batch_size)
+    centroids = {task: kmeans(min(len(cache.vocab[task]), len(means)), config.seed)
                  .fit(means).cluster_centers_ for task in TASKS}
     state = {
         # Only what rebuilds the network: the full config may hold credentials (storage URLs).
-        "config": {"model": dict(config["model"]), "features": dict(config["features"]),
-                   "train": {"kl_warmup_epochs": config["train"]["kl_warmup_epochs"]}},
+        "config": {"model": dataclasses.asdict(config.model), "features": dataclasses.asdict(config.features),
+                   "train": {"kl_warmup_epochs": config.train.kl_warmup_epochs}},
         "weights": {k: v.detach().cpu() for k, v in vae.state_dict().items()},
         "mel_mean": torch.as_tensor(cache.mel_mean, dtype=torch.float32),
         "mel_std": torch.as_tensor(cache.mel_std, dtype=torch.float32),

@@ -38,6 +38,7 @@ from components.data.feature_cache import FeatureCache
 from components.error_summary import first_line
 from components.evaluation.comparison import RunSummary
 from components.processes import alive, identity
+from components.settings import Experiment
 from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.tracking.embedding_model import EmbeddingModel
@@ -123,7 +124,7 @@ def warn_if_gpu_metrics_missing() -> None:
 
 
 @contextlib.contextmanager
-def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str | None = None,
+def run(config: Experiment, resume_run_id: str | None = None, run_name: str | None = None,
         nested: bool = False, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
         stopped_by: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
     """Open (or continue) a run; mark it FAILED with the error as a tag if the body raises.
@@ -134,7 +135,7 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
     """
     mlflow.set_tracking_uri(connect())
     if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id and not nested:
-        mlflow.set_experiment(config["tracking"]["experiment"])
+        mlflow.set_experiment(config.tracking.experiment)
     warn_if_gpu_metrics_missing()
     if resume_run_id:
         try:
@@ -146,7 +147,7 @@ def run(config: dict[str, Any], resume_run_id: str | None = None, run_name: str 
                                 f"lives elsewhere") from err
     active = mlflow.start_run(run_id=resume_run_id, run_name=run_name, nested=nested,
                               parent_run_id=parent_run_id, tags=tags,
-                              log_system_metrics=config["tracking"]["system_metrics"])
+                              log_system_metrics=config.tracking.system_metrics)
     run_id = active.info.run_id
     try:
         yield active
@@ -220,7 +221,7 @@ def _same_value(logged: str, value: Any) -> bool:
         return logged == str(value)
 
 
-def log_config(config: dict[str, Any], files: list[Path]) -> None:
+def log_config(config: Experiment, files: list[Path]) -> None:
     """Every resolved value as a param (dotted key), the config files and the resolved YAML.
 
     `mlflow run` logs its -P params first; a key it logged with the same value (e.g. '1e-3' vs
@@ -228,18 +229,19 @@ def log_config(config: dict[str, Any], files: list[Path]) -> None:
     """
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     params = {}
-    for key, value in flatten(config).items():
+    values = config.to_dict()
+    for key, value in flatten(values).items():
         value = masked_value(value)
         if key in existing and _same_value(existing[key], value):
             continue
         params[key] = value
     if params:
         mlflow.log_params(params, synchronous=True)
-    mlflow.set_tags({"config_hash": config_hash(config), "model": config["model"]["name"]})
+    mlflow.set_tags({"config_hash": config_hash(config), "model": config.model.name})
     for path in files:
         mlflow.log_artifact(str(path), artifact_path="config")
-    shown = copy.deepcopy(config)
-    for key, value in flatten(config).items():
+    shown = copy.deepcopy(values)
+    for key, value in flatten(values).items():
         set_dotted(shown, key, masked_value(value))
     mlflow.log_text(yaml.safe_dump(shown, sort_keys=False), "config/resolved.yaml")
 

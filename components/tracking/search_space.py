@@ -91,7 +91,7 @@ def load_search_space(model: str, path: Path | None = None) -> list[Parameter]:
         raise ConfigError(f"{where}: not valid YAML ({err})") from err
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: expected a mapping of dotted config keys to distributions")
-    known = flatten(load_config(model))
+    known = flatten(load_config(model).to_dict())
     parameters = []
     for key, spec in raw.items():
         if key not in known:
@@ -101,11 +101,6 @@ def load_search_space(model: str, path: Path | None = None) -> list[Parameter]:
     return parameters
 
 
-def suggest_overrides(trial: optuna.Trial, parameters: list[Parameter]) -> list[str]:
-    """One trial's values as config overrides ('train.lr=0.0003'), ready for load_config."""
-    overrides = []
-    for parameter in parameters:
-        value = parameter.suggest(trial)
-        text = yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
-        overrides.append(f"{parameter.key}={text}")
-    return overrides
+def suggest_values(trial: optuna.Trial, parameters: list[Parameter]) -> dict[str, Any]:
+    """One trial's values by dotted key ({'train.lr': 0.0003}), typed, for load_config(values=...)."""
+    return {parameter.key: parameter.suggest(trial) for parameter in parameters}

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from components.config import PROJECT_ROOT, ConfigError
 from components.processes import gone
+from components.settings import Experiment
 from components.tracking.library_internals import study_storage, trial_id
 from components.tracking.redaction import masked, masked_text
 from components.tracking.registry import selection_metric, task_labels
@@ -61,14 +62,14 @@ def objective_metrics(task: str) -> list[str]:
     return [selection_metric(label) for label in task_labels(task)]
 
 
-def check_task(config: dict[str, Any]) -> None:
+def check_task(config: Experiment) -> None:
     """A CVAE is told its label: tuning it for that label would reward reading the input."""
-    label = config["model"]["condition_on"]
-    task = config["tune"]["task"]
+    label = config.model.condition_on
+    task = config.tune.task
     objective_metrics(task)  # an unknown task is reported as the tune.task key it came from
     if label and label in task_labels(task):
         other = "language" if label == "genre" else "genre"
-        raise ConfigError(f"{config['model']['name']} is conditioned on {label}, so its {label} "
+        raise ConfigError(f"{config.model.name} is conditioned on {label}, so its {label} "
                           f"score is not unsupervised; tune it with tune.task={other}")
 
 
@@ -178,48 +179,48 @@ def make_pruner(name: str, warmup_epochs: int, max_epochs: int) -> optuna.pruner
     raise ConfigError(f"tune.pruner={name!r} is not one of {', '.join(PRUNERS)}")
 
 
-def open_study(config: dict[str, Any], on_stale: StaleTrialHook | None = None
+def open_study(config: Experiment, on_stale: StaleTrialHook | None = None
                ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it to resume or to join other workers (the sampler and pruner
     are this worker's). Returns (study, created): exactly one worker creates a study, even when
     several start at once, since the storage refuses a second study of the same name."""
-    tune = config["tune"]
-    metrics = objective_metrics(tune["task"])
-    storage = open_storage(tune["storage"], tune["heartbeat_seconds"], tune["max_retry"], on_stale)
+    tune = config.tune
+    metrics = objective_metrics(tune.task)
+    storage = open_storage(tune.storage, tune.heartbeat_seconds, tune.max_retry, on_stale)
     name = study_name(config)
     try:  # not get_all_study_summaries: that computes every study's best trial
         existing = storage.get_n_trials(storage.get_study_id_from_name(name))
     except KeyError:
         existing = 0
     settings = {"storage": storage, "study_name": name, "directions": ["maximize"] * len(metrics),
-                "pruner": make_pruner(tune["pruner"], tune["prune_warmup_epochs"], config["train"]["epochs"])}
+                "pruner": make_pruner(tune.pruner, tune.prune_warmup_epochs, config.train.epochs)}
     # The worker that creates the study samples from the config's seed, so a study run by one
     # worker is reproducible. Every other worker (a resume, or parallel workers that all start
     # at the same count of trials) seeds from its host:pid as well: with one seed they would all
     # draw the same parameters.
-    joined = config["seed"] + existing + zlib.crc32(worker_id().encode())
+    joined = config.seed + existing + zlib.crc32(worker_id().encode())
     try:
         try:
-            sampler = make_sampler(tune["sampler"], config["seed"], tune["startup_trials"])
+            sampler = make_sampler(tune.sampler, config.seed, tune.startup_trials)
             study, created = optuna.create_study(**settings, sampler=sampler), True
         except DuplicatedStudyError:
-            sampler = make_sampler(tune["sampler"], joined, tune["startup_trials"])
+            sampler = make_sampler(tune.sampler, joined, tune.startup_trials)
             study, created = optuna.create_study(**settings, sampler=sampler, load_if_exists=True), False
     except ValueError as err:  # e.g. reopening a single-objective study as `both`
         raise ConfigError(f"study {name!r} exists with other objectives ({err}); "
                           f"set tune.study to a new name") from err
     if created:
         study.set_metric_names(metrics)
-        study.set_user_attr("model", config["model"]["name"])
-        study.set_user_attr("task", tune["task"])
-    elif study.user_attrs.get("model") not in (None, config["model"]["name"]):
+        study.set_user_attr("model", config.model.name)
+        study.set_user_attr("task", tune.task)
+    elif study.user_attrs.get("model") not in (None, config.model.name):
         raise ConfigError(f"study {name!r} tunes {study.user_attrs['model']}, not "
-                          f"{config['model']['name']}; set tune.study to a new name")
+                          f"{config.model.name}; set tune.study to a new name")
     return study, created
 
 
-def study_name(config: dict[str, Any]) -> str:
-    return config["tune"]["study"] or f"{config['model']['name']}-{config['tune']['task']}"
+def study_name(config: Experiment) -> str:
+    return config.tune.study or f"{config.model.name}-{config.tune.task}"
 
 
 def finished_count(study: optuna.Study) -> int:

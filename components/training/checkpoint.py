@@ -15,6 +15,7 @@ import torch
 from components.config import ConfigError
 from components.error_summary import first_line
 from components.processes import gone
+from components.settings import Experiment
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -53,11 +54,11 @@ def remove_partial_writes(directory: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _payload(model_name: str, config: dict[str, Any], state: TrainState, model: torch.nn.Module,
+def _payload(model_name: str, config: Experiment, state: TrainState, model: torch.nn.Module,
              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
              run_id: str | None) -> dict[str, Any]:
     # References to the live tensors (no copy): valid until the next epoch's training starts.
-    return {"model_name": model_name, "config": config, "run_id": run_id, "state": asdict(state),
+    return {"model_name": model_name, "config": config.to_dict(), "run_id": run_id, "state": asdict(state),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "torch_rng": torch.get_rng_state()}
@@ -158,7 +159,7 @@ class Writer:
     def background(self) -> bool:
         return self._executor is not None
 
-    def save(self, model_name: str, config: dict[str, Any], state: TrainState, model: torch.nn.Module,
+    def save(self, model_name: str, config: Experiment, state: TrainState, model: torch.nn.Module,
              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
              run_id: str | None, best: bool) -> None:
         """Record the epoch that just ended (state.epoch); write it when it is an every-th one."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-from components.config import PROJECT_ROOT, ConfigError, flatten, set_dotted
+from components.config import PROJECT_ROOT, ConfigError, experiment, flatten, set_dotted
+from components.settings import Experiment
 from components.training import checkpoint
 
 
-def checkpoint_dir(config: dict[str, Any], run_id: str) -> Path:
-    root = Path(config["train"]["checkpoint_dir"])
+def checkpoint_dir(config: Experiment, run_id: str) -> Path:
+    root = Path(config.train.checkpoint_dir)
     return (root if root.is_absolute() else PROJECT_ROOT / root) / run_id
 
 
@@ -20,12 +20,12 @@ def checkpoint_dir(config: dict[str, Any], run_id: str) -> Path:
 ADDED_KEYS = {"train.lr_fan_in_reference": None, "train.precise_bn_batches": 0}
 
 
-def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]:
+def config_for_resume(config: Experiment, directory: Path) -> Experiment:
     """A resumed run keeps the config it started with; a different one would be another run. Keys
     its checkpoint predates are filled in (ADDED_KEYS, else today's value), keys no longer read
     (another architecture's settings, from before each owned its own) dropped; both are named."""
     saved = checkpoint.load(directory / checkpoint.LAST)["config"]
-    now, then = flatten(config), flatten(saved)
+    now, then = flatten(config.to_dict()), flatten(saved)
     changed = {k: (v, now[k]) for k, v in then.items() if k in now and now[k] != v}
     if changed:
         raise ConfigError(f"resuming {directory.name} with a different config: {changed}. "
@@ -40,4 +40,4 @@ def config_for_resume(config: dict[str, Any], directory: Path) -> dict[str, Any]
     if added or dropped:
         print(f"note: {directory / checkpoint.LAST} predates the settings {added} (the run resumes with "
               f"these values, as it trained) and holds {dropped}, no longer read", file=sys.stderr)
-    return saved
+    return experiment(saved)

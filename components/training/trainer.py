@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from components.config import ConfigError
 from components.data.dataset import reseed_for_epoch
-from components.models import VAE, Batch
-from components.models.base import AFTER_WARMUP
+from components.models.base import AFTER_WARMUP, VAE, Batch
+from components.settings import Experiment, TrainSettings
 from components.training import checkpoint
 from components.training.activation_checkpointing import checkpoint_blocks
 from components.training.checkpoint import TrainState
@@ -104,20 +104,20 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
     return setting == "background" or (setting == "auto" and device.type == "cuda")
 
 
-def prepare_model(model: VAE, device: torch.device, train: dict[str, Any]) -> VAE:
+def prepare_model(model: VAE, device: torch.device, train: TrainSettings) -> VAE:
     """The model on its device, in channels-last layout, with checkpointed activations and
     compiled, as the config asks.
 
     Module.compile compiles forward in place: parameter names and the state dict stay those of
     the eager model, so checkpoints and the logged model load the same either way.
     """
-    mode = train["compile"]
+    mode = train.compile
     if mode is not None and mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
     model = model.to(device)
-    if train["channels_last"]:
+    if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if train["activation_checkpointing"]:
+    if train.activation_checkpointing:
         checkpoint_blocks(model)
     if mode is not None:
         model.compile(mode=mode)
@@ -183,7 +183,7 @@ def fan_in(param: torch.Tensor) -> int:
     return param.shape[1] * math.prod(param.shape[2:]) if param.dim() > 1 else 1
 
 
-def lr_groups(params: Iterable[torch.nn.Parameter], train: dict[str, Any]) -> list[dict[str, Any]]:
+def lr_groups(params: Iterable[torch.nn.Parameter], train: TrainSettings) -> list[dict[str, Any]]:
     """Parameter groups whose lr is train.lr x min(1, train.lr_fan_in_reference / fan-in).
 
     Adam moves every weight by about lr per step whatever its gradient's size, so a layer's
@@ -191,12 +191,12 @@ def lr_groups(params: Iterable[torch.nn.Parameter], train: dict[str, Any]) -> li
     163,840 features: at one lr for all, their outputs jumped ~0.7 per step and the training KL
     reached 1e6 within 8 steps. Scaling each weight's lr by 1/fan-in (muP's rule for Adam) keeps
     every layer's output step the same size. null: one lr for all (the report's recipe)."""
-    reference = train["lr_fan_in_reference"]
+    reference = train.lr_fan_in_reference
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for param in params:
         scale = 1.0 if reference is None else min(1.0, reference / fan_in(param))
         groups.setdefault(scale, []).append(param)
-    return [{"params": members, "lr": train["lr"] * scale} for scale, members in groups.items()]
+    return [{"params": members, "lr": train.lr * scale} for scale, members in groups.items()]
 
 
 def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, batches: int) -> None:
@@ -213,12 +213,12 @@ def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, ba
         torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in first), model)
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], train: dict[str, Any],
+def make_optimizer(params: Iterable[torch.nn.Parameter], train: TrainSettings,
                    device: torch.device) -> torch.optim.Adam:
     """Adam with the config's lr (per fan-in, lr_groups) and weight decay, fused into one kernel on
     CPU and CUDA: the default per-tensor loop took 1.5 s of a 2.6 s full-size VaDE step on a 2-core
     CPU, the fused one 0.16 s (benchmarks/trainer_overhead.py). Same update rule."""
-    return torch.optim.Adam(lr_groups(params, train), lr=train["lr"], weight_decay=train["weight_decay"],
+    return torch.optim.Adam(lr_groups(params, train), lr=train.lr, weight_decay=train.weight_decay,
                             fused=device.type in ("cpu", "cuda"))
 
 
@@ -246,22 +246,22 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
 class Trainer:
     """Fits one model; resumable from checkpoint_dir/last.pt."""
 
-    def __init__(self, model: VAE, config: dict[str, Any], checkpoint_dir: Path,
+    def __init__(self, model: VAE, config: Experiment, checkpoint_dir: Path,
                  run_id: str | None = None, on_epoch: MetricsCallback | None = None,
                  epoch_scorer: EpochScorer | None = None, tasks: tuple[str, ...] = ()) -> None:
-        train = config["train"]
+        train = config.train
         self.config = config
-        self.device = resolve_device(train["device"])
-        self.precision = choose_precision(self.device, train["amp"])
-        if train["lean_host_memory"]:
+        self.device = resolve_device(train.device)
+        self.precision = choose_precision(self.device, train.amp)
+        if train.lean_host_memory:
             map_large_allocations()
         self.model = prepare_model(model, self.device, train)
         self.optimizer = make_optimizer(model.parameters(), train, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.scaler else None
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoints = checkpoint.Writer(self.checkpoint_dir,
-                                             writes_in_background(train["async_checkpoint"], self.device),
-                                             train["checkpoint_every"])
+                                             writes_in_background(train.async_checkpoint, self.device),
+                                             train.checkpoint_every)
         self.run_id = run_id
         self.on_epoch = on_epoch or (lambda metrics, step: None)
         self.epoch_scorer = epoch_scorer  # e.g. validation NMI per epoch, for curves and pruning
@@ -293,7 +293,7 @@ class Trainer:
         self.model.train()
         sums: dict[str, float] = {}
         count = steps = skipped = 0
-        clip = self.config["train"]["grad_clip"]
+        clip = self.config.train.grad_clip
         for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
             batch = to_device(batch, self.device)
             with autocast(self.device, self.precision):
@@ -304,7 +304,7 @@ class Trainer:
                     f"non-finite loss at epoch {epoch}, batch {step} "
                     f"({ {k: float(v.detach()) for k, v in terms.items()} }); the last good checkpoint is "
                     f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
-                    f"{self.config['train']['lr']}) or train.grad_clip and resume or rerun.")
+                    f"{self.config.train.lr}) or train.grad_clip and resume or rerun.")
             stepped = optimizer_step(terms["total"], self.optimizer, self.scaler,
                                      self.model.parameters(), clip)
             steps, skipped = steps + 1, skipped + (not stepped)
@@ -378,18 +378,18 @@ class Trainer:
                 for split, loader in (("train", train_loader), ("val", val_loader))}
 
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
-        train = self.config["train"]
-        patience = train["early_stopping_patience"]
+        train = self.config.train
+        patience = train.early_stopping_patience
         initial = self.initial_reconstruction(train_loader, val_loader) if self.state.epoch < 0 else {}
-        for epoch in range(self.state.epoch + 1, train["epochs"]):
+        for epoch in range(self.state.epoch + 1, train.epochs):
             if self.state.epochs_without_improvement >= patience:
                 break
             started = time.perf_counter()
             self.checkpoints.forget()  # an epoch not yet written can no longer be
-            reseed_for_epoch(train_loader, self.config["seed"], epoch)
+            reseed_for_epoch(train_loader, self.config.seed, epoch)
             train_terms = self._train_epoch(train_loader, epoch)
-            if train["precise_bn_batches"]:
-                recompute_batchnorm(self.model, train_loader, self.device, train["precise_bn_batches"])
+            if train.precise_bn_batches:
+                recompute_batchnorm(self.model, train_loader, self.device, train.precise_bn_batches)
             validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
                                        keep_means=self.epoch_scorer is not None, tasks=self.tasks)
             val_terms = validation.terms
@@ -416,7 +416,7 @@ class Trainer:
             if self.startup_seconds is not None:
                 metrics["train/startup_seconds"], self.startup_seconds = self.startup_seconds, None
             self.state.history.append({"epoch": epoch, **metrics})
-            self.checkpoints.save(self.config["model"]["name"], self.config, self.state, self.model,
+            self.checkpoints.save(self.config.model.name, self.config, self.state, self.model,
                                   self.optimizer, self.scaler, self.run_id, best=improved)
             self.on_epoch(metrics, epoch)
 
