@@ -9,8 +9,9 @@ the run); the run's metric train/startup_seconds says how long after its own sta
 finished its first optimizer step. The process is stopped once that metric is logged.
 
 Inside the process, the phases are then timed one after another in a fresh interpreter
-(`--phases`): importing pipelines.train, connecting to the tracking store and starting a run,
-the feature-cache check, building the model, and one training step at batch 32.
+(`--phases`): importing the training composition (pipelines.training_run), connecting to the
+tracking store and starting a run, the feature-cache check, building the model, and one training
+step at batch 32.
 Writes benchmarks/results/startup.json.
 """
 
@@ -85,7 +86,7 @@ def phases(model: str, folder: Path) -> dict[str, float]:
         times[name] = round(now - started, 2)
         started = now
 
-    import pipelines.train  # noqa: F401  (what `python -m pipelines.train` imports first)
+    import pipelines.training_run  # noqa: F401  (what pipelines.train imports once the config is checked)
     lap("import_pipelines_train_s")
     from components.config import load_config
     from components.data.dataset import WindowDataset, make_loader
@@ -96,7 +97,7 @@ def phases(model: str, folder: Path) -> dict[str, float]:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'phases.db'}"
     config = load_config(model, [f"train.checkpoint_dir={folder / 'checkpoints'}"])
     lap("load_config_s")
-    with tracking.run(config, run_name="startup-phases"):
+    with tracking.run(config.tracking, run_name="startup-phases"):
         lap("tracking_connect_and_start_run_s")
         cache = prepare_features(config)
         lap("feature_cache_check_s")

@@ -141,7 +141,7 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: Experiment,
         labels.pop("row")
         return nmi_per_task(means, labels, config.eval.epoch_method, seed)
 
-    with tracking.run(config, run_name=f"trainer-overhead-{config.model.name}"):
+    with tracking.run(config.tracking, run_name=f"trainer-overhead-{config.model.name}"):
         trainer = Trainer(model, config, folder / "checkpoints" / tracking.active_run_id(),
                           on_epoch=timed("logging", tracking.log_metrics),
                           epoch_scorer=timed("scoring", scorer), tasks=(*TASKS, "row"))
@@ -163,7 +163,7 @@ def trainer_fit(model: torch.nn.Module, cache: FeatureCache, config: Experiment,
 VARIANTS = ("before", "inline", "background")
 
 
-def variant_config(config: Experiment, variant: str) -> dict[str, Any]:
+def variant_config(config: Experiment, variant: str) -> Experiment:
     variant_config = copy.deepcopy(config)
     train = variant_config.train
     train.async_checkpoint = "inline" if variant == "before" else variant
@@ -174,7 +174,7 @@ def variant_config(config: Experiment, variant: str) -> dict[str, Any]:
 
 def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, folder: Path,
             variants: list[str], default_adam: bool) -> dict[str, Any]:
-    no_pretraining = ["model.pretrain_epochs=0"] if "pretrain_epochs" in MODELS[name].own_settings else []
+    no_pretraining = ["model.pretrain_epochs=0"] if hasattr(MODELS[name].Settings, "pretrain_epochs") else []
     config = adapt_to_data(load_config(name, [*overrides, f"train.epochs={epochs}",
                                               f"train.early_stopping_patience={epochs}", *no_pretraining]),
                            cache.vocab, None)

@@ -163,12 +163,39 @@ def load_config(model_name: str, overrides: list[str] | None = None,
     before the overrides, whatever their order."""
     from components.models import MODELS  # late: the registry imports an architecture, with torch
 
-    if model_name not in MODELS:
-        raise ConfigError(f"unknown model '{model_name}'. Valid models: {', '.join(sorted(MODELS))}")
-    architecture = MODELS[model_name].Settings
-    known = settings_keys(Experiment, {"model": architecture})
+    _check_name(model_name, MODELS)
+    return experiment(_resolve(model_name, overrides, values, MODELS[model_name].Settings))
+
+
+def check_shared_settings(model_name: str, overrides: list[str] | None = None) -> None:
+    """load_config's checks of every shared key, without importing the architecture (so without
+    torch): a command line fails a typo in a fraction of a second. The architecture's own model.*
+    keys pass unchecked here; load_config checks them."""
+    from components.models import MODELS  # the names only: nothing is imported yet
+
+    _check_name(model_name, MODELS)
+    config = _resolve(model_name, overrides, None, None)
+    shared = {f.name for f in dataclasses.fields(ModelSettings)}
+    config["model"] = {k: v for k, v in config["model"].items() if k in shared}
+    build(Experiment, config).check()
+
+
+def _check_name(model_name: str, models: Any) -> None:
+    if model_name not in models:
+        close = difflib.get_close_matches(model_name, list(models), n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown model '{model_name}'.{hint} Valid models: {', '.join(sorted(models))}")
+
+
+def _resolve(model_name: str, overrides: list[str] | None, values: dict[str, Any] | None,
+             architecture: type[ModelSettings] | None) -> dict[str, Any]:
+    """The merged mapping; architecture None: its own model.* keys are taken unchecked."""
+    known = settings_keys(Experiment, {"model": architecture or ModelSettings})
     config = _read_yaml(DEFAULTS_FILE)
-    config["model"] |= own_defaults(architecture)
+    if architecture is None:
+        known = _OpenModelKeys(known)
+    else:
+        config["model"] |= own_defaults(architecture)
     path = experiment_file(model_name)
     if not path.exists():
         raise ConfigError(f"{path} is missing: every model in MODELS needs an experiment file")
@@ -182,7 +209,17 @@ def load_config(model_name: str, overrides: list[str] | None = None,
     config = _merge(config, values or {}, "value", known)
     if config["model"]["name"] != model_name:
         raise ConfigError(f"{path}: model.name must be '{model_name}' (the file stem)")
-    return experiment(config)
+    return config
+
+
+class _OpenModelKeys(dict):
+    """Known keys, plus any model.* key (an architecture's own, not imported yet) taken as any value."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or str(key).startswith("model.")
+
+    def __missing__(self, key: str) -> Any:
+        return Any
 
 
 def experiment(config: dict[str, Any]) -> Experiment:

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from components.errors import ConfigError
 from components.vocabulary import (
     CHECKPOINT_WRITES,
     COMPILE_MODES,
@@ -29,11 +30,6 @@ from components.vocabulary import (
 )
 
 BIG = 1_000_000_000
-
-
-class ConfigError(ValueError):
-    """A config file, override or value that cannot be used; the message names the key, what is
-    allowed and the fix."""
 
 
 @dataclass(frozen=True)

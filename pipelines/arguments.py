@@ -9,11 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from components.config import ConfigError, load_config
-from components.data.catalog import CatalogError
+from components.config import check_shared_settings, load_config
 from components.error_summary import os_error_line
-from components.tracking.mlflow_runs import TrackingError
-from components.tracking.registry import RegistryError
+from components.errors import USER_ERRORS, ConfigError
+from components.settings import Experiment
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -29,11 +28,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+def resolve(args: argparse.Namespace, extra: list[str]) -> Experiment:
     """Config from args. `mlflow run -P train.lr=1e-3` arrives as `--train.lr 1e-3` (undeclared
-    project params); those and --overrides go through the same strict key/type checks."""
+    project params); those and --overrides go through the same strict key/type checks. The shared
+    keys are checked before the architecture (and torch) is imported, so a typo fails at once."""
     use_tracking_uri(args)
-    return load_config(args.model, overrides_of(args, extra))
+    overrides = overrides_of(args, extra)
+    check_shared_settings(args.model, overrides)
+    return load_config(args.model, overrides)
 
 
 def use_tracking_uri(args: argparse.Namespace) -> None:
@@ -75,7 +77,7 @@ def run_cli(main: Callable[[], Any]) -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         main()
-    except (ConfigError, CatalogError, RegistryError, TrackingError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     except OSError as err:
         sys.exit(f"error: {os_error_line(err)}")

@@ -10,6 +10,7 @@ import argparse
 
 from components.config import defaults
 from components.evaluation.comparison import comparison_table, to_markdown
+from components.settings import TrackingSettings
 from components.tracking import mlflow_runs as tracking
 from pipelines.arguments import run_cli
 
@@ -25,8 +26,7 @@ def main(argv: list[str] | None = None) -> str:
                          f"train one first, e.g. mlflow run . -P model=conv_vae --env-manager local")
     table = comparison_table(summaries)
     markdown = to_markdown(table)
-    config = {"tracking": {"experiment": args.experiment, "system_metrics": False}}
-    with tracking.run(config, run_name="compare"):
+    with tracking.run(TrackingSettings(args.experiment, system_metrics=False), run_name="compare"):
         tracking.log_text(markdown, "comparison/comparison.md")
         tracking.log_table(table, "comparison/comparison.csv")
         run_id = tracking.active_run_id()

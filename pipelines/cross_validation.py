@@ -13,7 +13,7 @@ from components.config import DEFAULTS_FILE, experiment_file
 from components.evaluation.cross_validation import fold_summary, summary_lines
 from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
-from pipelines.train import train
+from pipelines.training_run import train
 
 
 def cross_validate(config: Experiment, resume_run_id: str | None = None) -> str:
@@ -21,7 +21,7 @@ def cross_validate(config: Experiment, resume_run_id: str | None = None) -> str:
     logs the mean and spread of the test scores. Resuming the parent skips finished folds and
     resumes an interrupted one from its checkpoint."""
     name, folds = config.model.name, config.eval.folds
-    with tracking.run(config, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
+    with tracking.run(config.tracking, resume_run_id=resume_run_id, run_name=f"{name}-cv{folds}",
                       tags={"cv.folds": str(folds)}):
         parent = tracking.active_run_id()
         tracking.log_config(config, [DEFAULTS_FILE, experiment_file(name)])
@@ -35,7 +35,7 @@ def cross_validate(config: Experiment, resume_run_id: str | None = None) -> str:
                 print(f"fold {fold}: finished in run {done.info.run_id}, reused")
                 results.append(done.data.metrics)
                 continue
-            with tracking.run(fold_config, resume_run_id=done.info.run_id if done else None,
+            with tracking.run(fold_config.tracking, resume_run_id=done.info.run_id if done else None,
                               run_name=f"{name}-fold{fold}", nested=True,
                               tags={"cv.fold": str(fold), "cv.parent": parent}):
                 results.append(train(fold_config).scores)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> str:
         tags |= {"registered_model": version[0], "model_version": str(version[1])}
     if served.condition_on:
         tags["label_conditioned"] = served.condition_on
-    with tracking.run(config, run_name=f"evaluate-{served.name}", tags=tags):
+    with tracking.run(config.tracking, run_name=f"evaluate-{served.name}", tags=tags):
         evaluation_run = tracking.active_run_id()
         tracking.log_config(config, [])
         tracking.log_dataset(cache, context="evaluation")

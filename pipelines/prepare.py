@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import sys
 
-from components.data.preparation import prepare_features
-from components.tracking import mlflow_runs as tracking
 from pipelines.arguments import parser, resolve, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
     args, extra = parser(__doc__.splitlines()[0]).parse_known_args(argv)
     config = resolve(args, extra)
-    with tracking.run(config, run_name="prepare", tags={"entry_point": "prepare", **tracking.process_tag()}):
+    # Imported once the config is checked: a typo fails before the audio and MLflow stacks load.
+    from components.data.preparation import prepare_features
+    from components.tracking import mlflow_runs as tracking
+
+    tags = {"entry_point": "prepare", **tracking.process_tag()}
+    with tracking.run(config.tracking, run_name="prepare", tags=tags):
         for run_id in tracking.end_runs_of_dead_processes("prepare"):
             print(f"note: prepare run {run_id} was killed; marked KILLED", file=sys.stderr)
         cache = prepare_features(config)

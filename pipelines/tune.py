@@ -4,119 +4,21 @@
     python -m pipelines.tune --model basic_vae --tune.n_trials 20 --tune.task both
     optuna-dashboard optuna.log
 
-The run of the invocation that created the study is the study's run (tag optuna.study_name);
-trials nest under the run of the invocation that ran them, and every other invocation (a resume,
-a parallel worker here or on another machine) nests its own run under the study's run. Each
-trial's run id is the trial's user attribute `mlflow_run_id`, its worker's host:pid `worker`;
-each run carries the study name and trial number as tags.
+Run it again (here or on another machine, against the same tune.storage) to resume the study or
+add a parallel worker; pipelines.tuning_study says how runs and trials are linked.
 """
 
 from __future__ import annotations
 
-import shutil
-import warnings
-
-import optuna
-from optuna_dashboard import save_note
-
-from components.config import ConfigError, load_config
-from components.data.preparation import prepare_features
-from components.settings import Experiment
-from components.tracking import mlflow_runs as tracking
-from components.tracking import registry
-from components.tracking import study as studies
-from components.tracking.redaction import masked
-from components.tracking.search_space import load_search_space, suggest_values
-from components.training.resume import checkpoint_dir
-from components.training.trainer import NonFiniteLoss
-from pipelines.arguments import overrides_of, parser, run_cli, use_tracking_uri
-from pipelines.train import train
-
-
-def make_objective(model: str, base: list[str], config: Experiment, study: optuna.Study):
-    space = load_search_space(model)
-    metrics = studies.objective_metrics(config.tune.task)
-    pruned_on = f"val/{config.tune.task}_nmi" if len(metrics) == 1 else None
-
-    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
-        trial.set_user_attr("worker", studies.worker_id())  # first: a dead worker's trial is found by it
-        trial_config = load_config(model, base, suggest_values(trial, space))
-        tags = {"optuna.study_name": study.study_name, "optuna.trial_number": str(trial.number),
-                "tune.task": config.tune.task}
-        with tracking.run(trial_config, run_name=f"trial_{trial.number}", nested=True, tags=tags,
-                          stopped_by=(optuna.TrialPruned,)):
-            run_id = tracking.active_run_id()
-            trial.set_user_attr("mlflow_run_id", run_id)
-            save_note(trial, f"MLflow run [{run_id}]({tracking.run_url(run_id)})")
-            try:
-                result = train(trial_config, on_epoch=studies.pruning_reporter(trial, pruned_on))
-            finally:
-                if not config.tune.keep_checkpoints:  # the model is logged; only resume needs them
-                    shutil.rmtree(checkpoint_dir(trial_config, run_id), ignore_errors=True)
-        missing = [m for m in metrics if not isinstance(result.scores.get(m), float)]
-        if missing:
-            raise ConfigError(f"trial {trial.number} has no {missing} (a task with one class in "
-                              f"the val split); use a data split where both tasks have 2+ classes")
-        values = tuple(float(result.scores[m]) for m in metrics)
-        return values[0] if len(values) == 1 else values
-    return objective
+from pipelines.arguments import overrides_of, parser, resolve, run_cli
 
 
 def main(argv: list[str] | None = None) -> str:
-    p = parser(__doc__.splitlines()[0])
-    args, extra = p.parse_known_args(argv)
-    use_tracking_uri(args)
-    base = overrides_of(args, extra)
-    config = load_config(args.model, base)
-    studies.check_task(config)
-    load_search_space(args.model)  # a broken search space fails before any run starts
-    # Heartbeats, metric names and the matplotlib plots are "experimental" in Optuna 5; we rely
-    # on them knowingly, so their warnings are noise in every trial's log.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    args, extra = parser(__doc__.splitlines()[0]).parse_known_args(argv)
+    config = resolve(args, extra)
+    from pipelines.tuning_study import tune  # once the config is checked: a typo fails before torch loads
 
-    def close_dead_run(trial: optuna.trial.FrozenTrial) -> None:
-        tracking.end_run_of_dead_worker(trial.user_attrs.get("mlflow_run_id"), f"trial {trial.number}")
-
-    tracking.connect()  # an unreachable tracking server fails here, before the study is touched
-    study, created = studies.open_study(config, on_stale=close_dead_run)
-    tune = config.tune
-    studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
-    tags = {"optuna.study_name": study.study_name, "optuna.storage": masked(
-        tune.storage or studies.default_storage()), "tune.task": tune.task,
-        "tune.worker": studies.worker_id()}
-    with tracking.run(config, run_name=f"tune-{study.study_name}", tags=tags):
-        run_id = tracking.active_run_id()
-        if created:
-            study.set_user_attr("mlflow_parent_run_id", run_id)
-        parent = studies.study_run_id(study, run_id)
-        if parent != run_id:  # a resume or another worker: show it under the study's run
-            tracking.set_tags({"mlflow.parentRunId": parent, "tune.role": "worker"})
-        tracking.log_config(config, [])
-        tracking.warn_if_password_logged(tune.storage)
-        prepare_features(config)  # bad data fails here, once, and trials find the cache warm
-        done = studies.finished_count(study)
-        print(f"study {study.study_name}: {done} of {tune.n_trials} trials finished"
-              + (", resuming" if done else ""))
-        if done < tune.n_trials:
-            # Between trials, also fail and re-enqueue trials of dead workers on this host (journal
-            # storages have no heartbeats; on RDB storages this finds nothing).
-            def reap(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
-                studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
-            study.optimize(make_objective(args.model, base, config, study), timeout=tune.timeout,
-                           callbacks=[*studies.stop_conditions(tune.n_trials), reap],
-                           catch=(NonFiniteLoss,), gc_after_trial=True)
-        metrics, summary_tags = studies.summary(study)
-        tracking.log_summary(parent, metrics, summary_tags, studies.figures(study),
-                             step=studies.finished_count(study))
-        print(f"study {study.study_name}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
-        best = studies.best_trials(study)
-        if tune.promote and best:
-            # For `both`, the Pareto-front trial with the best mean NMI (registry.task_metric).
-            promotion = registry.promote(best[0].user_attrs["mlflow_run_id"], tune.task, study.study_name)
-            tracking.log_summary(parent, {}, {"promotion": f"{promotion.name} v{promotion.version}: "
-                                              f"{promotion.reason}"}, {}, step=0)
-            print(f"promotion: {promotion.name} version {promotion.version}: {promotion.reason}")
-    return run_id
+    return tune(args.model, overrides_of(args, extra), config)
 
 
 if __name__ == "__main__":

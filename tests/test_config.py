@@ -166,3 +166,19 @@ def test_presets_apply_over_the_model_file_and_under_explicit_overrides() -> Non
 def test_an_unknown_preset_is_refused_with_the_list(preset: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config("conv_vae", [f"preset={preset}"])
+
+
+@pytest.mark.parametrize("entry", ["train", "tune", "prepare"])
+def test_a_command_line_typo_fails_before_torch_or_mlflow_is_imported(entry):
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom pipelines.{entry} import main\n"
+            f"try:\n    main(['--model', 'vade', '--eval.method', 'kmean'])\n"
+            f"except Exception as err:\n    print(type(err).__name__, err)\n"
+            f"print(sorted({{'torch', 'mlflow', 'optuna', 'librosa'}} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=60).stdout
+    assert "ConfigError override: eval.method='kmean' is not one of kmeans" in out
+    assert "did you mean kmeans" in out
+    assert out.strip().endswith("[]"), out  # none of the heavy libraries was loaded to say so

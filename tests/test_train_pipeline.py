@@ -112,7 +112,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, corpus, mlflow_store)
 
 @pytest.mark.slow
 def test_a_failure_in_evaluation_keeps_the_trained_model(tmp_path, corpus, mlflow_store, monkeypatch):
-    import pipelines.train as pipeline
+    import pipelines.training_run as pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
@@ -172,7 +172,7 @@ class _Killed(BaseException):
 
 @pytest.mark.slow
 def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlflow_store, monkeypatch):
-    import pipelines.train as pipeline
+    import pipelines.training_run as pipeline
     from components.config import load_config
     from components.tracking import mlflow_runs as tracking
     from components.training import checkpoint
@@ -187,7 +187,7 @@ def test_epochs_a_killed_run_trains_again_are_logged_once(tmp_path, corpus, mlfl
     extra = ("train.epochs=4", "train.early_stopping_patience=10", "train.checkpoint_every=2")
     config = load_config("conv_vae", [*tiny_overrides(tmp_path, "model.hidden_dims=[8,16]", *extra),
                                       f"data.source={corpus}"])
-    with pytest.raises(_Killed), tracking.run(config, run_name="killed"):  # as main() runs it
+    with pytest.raises(_Killed), tracking.run(config.tracking, run_name="killed"):  # as main() runs it
         run_id = tracking.active_run_id()
         pipeline.train(config, on_epoch=killed_after_epoch_2)
     args = _args(tmp_path, corpus, *extra)

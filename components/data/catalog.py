@@ -9,13 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.data.audio import AUDIO_EXTENSIONS
+from components.errors import CatalogError
 
 REQUIRED_COLUMNS = ("song_id", "path", "language", "genre")
 SPLITS = ("train", "val", "test")
-
-
-class CatalogError(ValueError):
-    """Input that cannot be processed at all; the message names every offending file or row."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from components.data.feature_cache import FeatureCache
 from components.data.prefetch import Prefetching
+from components.errors import ConfigError
 from components.models.base import Batch
 from components.settings import Experiment
 from components.vocabulary import TASKS  # the labels a batch carries
@@ -89,6 +90,15 @@ def reseed_for_epoch(loader: Any, seed: int, epoch: int) -> None:
     generator = getattr(inner, "generator", None)
     if isinstance(generator, torch.Generator):
         generator.manual_seed(seed * 1_000_003 + epoch)
+
+
+def check_split_sizes(train_set: WindowDataset, val_set: WindowDataset, batch_size: int) -> None:
+    """A training run needs a full train batch and validation windows (early stopping reads them)."""
+    if batch_size > len(train_set):
+        raise ConfigError(f"train.batch_size={batch_size} is larger than the {len(train_set)} "
+                          f"train windows; set train.batch_size to at most {len(train_set)}")
+    if len(val_set) == 0:
+        raise ConfigError("the validation split is empty; set data.val_fraction > 0")
 
 
 def loader_for(dataset: WindowDataset, config: Experiment, shuffle: bool,

@@ -27,11 +27,11 @@ import torch
 from components.data.dataset import TASKS, WindowDataset, make_loader
 from components.data.feature_cache import FeatureCache
 from components.evaluation.aggregation import UNITS, to_unit
-from components.evaluation.clustering import cluster, unscorable
+from components.evaluation.clustering import cluster, nmi_per_task, unscorable
 from components.evaluation.significance import Resampling, partition_scores, verdict
 from components.models.base import VAE
 from components.settings import Experiment
-from components.training.trainer import Precision, autocast, embed_loader, to_device
+from components.training.trainer import EpochScorer, Precision, autocast, embed_loader, to_device
 from components.vocabulary import REPORT, SELECT
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not before the first step
@@ -189,6 +189,21 @@ def latent_means(model: VAE, dataset: WindowDataset, device: torch.device, preci
 def song_ids(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
     """The song of each window, by cache row."""
     return cache.rows.set_index("row").loc[rows, "song_id"].to_numpy()
+
+
+def epoch_scorer(cache: FeatureCache, config: Experiment) -> EpochScorer | None:
+    """The trainer's per-epoch val/<task>_nmi (curves, pruning) under eval.epoch_method, at the
+    protocol's unit; none for the label a model is conditioned on (given to it: nothing to watch).
+    None when eval.epoch_method is null."""
+    evaluation, condition_on = config.eval, config.model.condition_on
+    if evaluation.epoch_method is None:
+        return None
+
+    def scores(means: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
+        means, labels, _ = to_unit(evaluation.unit, means, labels, song_ids(cache, labels.pop("row")))
+        labels.pop(condition_on, None)
+        return nmi_per_task(means, labels, evaluation.epoch_method, config.seed)
+    return scores
 
 
 def reconstruction_figure(model: VAE, dataset: WindowDataset, device: torch.device,

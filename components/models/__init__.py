@@ -28,6 +28,9 @@ class Registry(MutableMapping[str, "type[VAE]"]):
     def __setitem__(self, name: str, entry: type[VAE] | str) -> None:
         self._entries[name] = entry
 
+    def __contains__(self, name: object) -> bool:  # a name's check imports nothing
+        return name in self._entries
+
     def __delitem__(self, name: str) -> None:
         del self._entries[name]
 

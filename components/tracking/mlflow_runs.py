@@ -36,9 +36,10 @@ from mlflow.utils.time import get_current_time_millis
 from components.config import PROJECT_ROOT, config_hash, flatten, parse_value, set_dotted
 from components.data.feature_cache import FeatureCache
 from components.error_summary import first_line
+from components.errors import TrackingError
 from components.evaluation.comparison import RunSummary
 from components.processes import alive, identity
-from components.settings import Experiment
+from components.settings import Experiment, TrackingSettings
 from components.tracking.embedding_model import ARTIFACT as EMBEDDING_ARTIFACT
 from components.tracking.embedding_model import CODE_FILE as EMBEDDING_CODE_FILE
 from components.tracking.embedding_model import EmbeddingModel
@@ -46,10 +47,6 @@ from components.tracking.library_internals import forget_active_runs
 from components.tracking.redaction import masked, masked_value, password_of
 
 log = logging.getLogger(__name__)
-
-
-class TrackingError(Exception):
-    """The tracking store cannot be reached, or stopped answering during a run."""
 
 
 def tracking_uri() -> str:
@@ -124,7 +121,7 @@ def warn_if_gpu_metrics_missing() -> None:
 
 
 @contextlib.contextmanager
-def run(config: Experiment, resume_run_id: str | None = None, run_name: str | None = None,
+def run(settings: TrackingSettings, resume_run_id: str | None = None, run_name: str | None = None,
         nested: bool = False, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
         stopped_by: tuple[type[BaseException], ...] = ()) -> Iterator[mlflow.ActiveRun]:
     """Open (or continue) a run; mark it FAILED with the error as a tag if the body raises.
@@ -135,7 +132,7 @@ def run(config: Experiment, resume_run_id: str | None = None, run_name: str | No
     """
     mlflow.set_tracking_uri(connect())
     if not os.environ.get("MLFLOW_EXPERIMENT_ID") and not resume_run_id and not nested:
-        mlflow.set_experiment(config.tracking.experiment)
+        mlflow.set_experiment(settings.experiment)
     warn_if_gpu_metrics_missing()
     if resume_run_id:
         try:
@@ -147,7 +144,7 @@ def run(config: Experiment, resume_run_id: str | None = None, run_name: str | No
                                 f"lives elsewhere") from err
     active = mlflow.start_run(run_id=resume_run_id, run_name=run_name, nested=nested,
                               parent_run_id=parent_run_id, tags=tags,
-                              log_system_metrics=config.tracking.system_metrics)
+                              log_system_metrics=settings.system_metrics)
     run_id = active.info.run_id
     try:
         yield active
@@ -352,8 +349,10 @@ def log_peak_memory(device: torch.device, step: int | None = None) -> None:
     mlflow.log_metrics(metrics, step=step, synchronous=False)
 
 
-def log_figure(figure: Any, path: str) -> None:
-    mlflow.log_figure(figure, path)
+def log_figures(figures: dict[str, Any]) -> None:
+    """Each figure as an artifact at its path."""
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
 
 
 def log_table(frame: Any, path: str) -> None:
@@ -364,7 +363,8 @@ def log_table(frame: Any, path: str) -> None:
 
 
 def log_model(model: EmbeddingModel, input_example: dict[str, np.ndarray]) -> str:
-    """Log the served model as a pyfunc; returns its models:/ URI.
+    """Log the served model as a pyfunc and tag the run with its models:/ URI (what promotion
+    registers, from a FINISHED run only); returns the URI.
 
     "Models from code": MLflow stores components/tracking/served_model.py and the weights file, not a
     pickle (MLflow warns about pickled models and can refuse them, MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
@@ -386,6 +386,7 @@ def log_model(model: EmbeddingModel, input_example: dict[str, np.ndarray]) -> st
             code_paths=[str(PROJECT_ROOT / "components")],
             pip_requirements=str(PROJECT_ROOT / "requirements.txt"),
         )
+    mlflow.set_tag("model_uri", info.model_uri)
     return info.model_uri
 
 

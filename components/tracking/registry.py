@@ -23,6 +23,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from components.errors import RegistryError
 from components.tracking.mlflow_runs import connect, tracking_uri
 from components.vocabulary import HEADLINE, PROMOTION_TASKS, REPORT, SELECT, TASKS, metric
 
@@ -35,10 +36,6 @@ METRIC_NAMES = (tuple(metric(split, label, score) for split in (SELECT, REPORT) 
                 + tuple(metric(REPORT, label, score, variant) for label in TASKS
                         for variant, score in (("mfcc", "nmi"), ("mfcc", "nmi_p_value"),
                                                ("untrained", "nmi"))))
-
-
-class RegistryError(ValueError):
-    """A promotion or lookup that cannot be done; the message names the run or model and the fix."""
 
 
 @dataclass

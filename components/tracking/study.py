@@ -62,6 +62,16 @@ def objective_metrics(task: str) -> list[str]:
     return [selection_metric(label) for label in task_labels(task)]
 
 
+def objective_values(scores: dict[str, Any], metrics: list[str], trial: int) -> float | tuple[float, ...]:
+    """What a trial returns to Optuna: its val scores of the objective's metrics."""
+    missing = [m for m in metrics if not isinstance(scores.get(m), float)]
+    if missing:
+        raise ConfigError(f"trial {trial} has no {missing} (a task with one class in the val split); use "
+                          f"a data split where both tasks have 2+ classes")
+    values = tuple(float(scores[m]) for m in metrics)
+    return values[0] if len(values) == 1 else values
+
+
 def check_task(config: Experiment) -> None:
     """A CVAE is told its label: tuning it for that label would reward reading the input."""
     label = config.model.condition_on
