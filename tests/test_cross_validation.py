@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from components.evaluation.cross_validation import fold_summary
+from pipelines import cross_validation
 from pipelines import train as train_pipeline
 from tests.conftest import tiny_overrides
 
@@ -20,7 +21,7 @@ def _args(tmp_path, corpus, *extra):
 
 @pytest.mark.slow
 def test_folds_are_song_disjoint_runs_summarised_and_resumable(tmp_path, corpus, mlflow_store, monkeypatch):
-    original = train_pipeline.train
+    original = cross_validation.train  # what each fold runs
     interrupted = []
 
     def train_once_interrupted(config, *args, **kwargs):
@@ -29,7 +30,7 @@ def test_folds_are_song_disjoint_runs_summarised_and_resumable(tmp_path, corpus,
             raise KeyboardInterrupt  # Ctrl-C during the second fold
         return original(config, *args, **kwargs)
 
-    monkeypatch.setattr(train_pipeline, "train", train_once_interrupted)
+    monkeypatch.setattr(cross_validation, "train", train_once_interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_pipeline.main(_args(tmp_path, corpus))
     (parent,) = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
