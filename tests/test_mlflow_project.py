@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def test_mlflow_run_rejects_an_unknown_model(tmp_path, mlflow_store):
         [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT), "--env-manager", "local",
          "-P", "model=resnet_vae"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "unknown model 'resnet_vae'. Valid models: basic_vae, beta_vae, conv_vae" in result.stderr
+    assert re.search(r"unknown model 'resnet_vae'\.( Did you mean \w+\?)? Valid models: basic_vae, beta_vae, "
+                     r"conv_vae", result.stderr)
 
 
 def test_mlflow_run_tune_entry_point(tmp_path, corpus, mlflow_store):

@@ -20,7 +20,7 @@ from components.tracking import mlflow_runs as tracking
 from components.tracking import registry
 from components.tracking import study as studies
 from components.tracking.redaction import masked
-from pipelines import tune
+from pipelines import tune, tuning_study
 from tests.conftest import tiny_overrides, tune_args
 
 pytestmark = pytest.mark.slow  # servers or subprocesses: make test, not make test-fast
@@ -92,7 +92,7 @@ def test_a_pruned_trial_stops_its_run_as_killed(tmp_path, corpus, mlflow_store):
     base = tune_args_overrides(tmp_path, corpus, "train.epochs=3")
     mlflow.set_experiment("prune")
     with mlflow.start_run(run_name="parent"):
-        study.optimize(tune.make_objective("basic_vae", base, config, study), n_trials=1)
+        study.optimize(tuning_study.make_objective("basic_vae", base, config, study), n_trials=1)
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [0]
     run = mlflow.get_run(trial.user_attrs["mlflow_run_id"])
@@ -225,7 +225,7 @@ def test_no_test_song_reaches_training_pruning_the_objective_or_promotion(tmp_pa
     test songs are read only by the final evaluation of a trained model, after its fit, its
     pruning reports and its val scores (the objective) are done."""
     from components.data.feature_cache import FeatureCache
-    from pipelines import train as train_pipeline
+    from pipelines import training_run as train_pipeline
 
     reporting = []
     reads: list[tuple[bool, set[int]]] = []
