@@ -232,6 +232,9 @@ class TuneSettings:
     max_retry: Annotated[int, Range(0, 1000, "2 is the default")]
     keep_checkpoints: bool
     promote: bool
+    workers: Annotated[int, Range(1, 1024, "1 = this process only; N = N workers as Ray tasks")]
+    gpus_per_trial: Annotated[float, Range(0.0, 64.0, "0 = CPU; 1 = one GPU per worker")]
+    cluster: Name | None
 
 
 @dataclass

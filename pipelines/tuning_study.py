@@ -19,8 +19,8 @@ from optuna_dashboard import save_note
 from components.config import load_config
 from components.data.preparation import prepare_features
 from components.settings import Experiment
+from components.tracking import cluster_workers, registry
 from components.tracking import mlflow_runs as tracking
-from components.tracking import registry
 from components.tracking import study as studies
 from components.tracking.redaction import masked
 from components.tracking.search_space import load_search_space, suggest_values
@@ -53,10 +53,12 @@ def make_objective(model: str, base: list[str], config: Experiment, study: optun
     return objective
 
 
-def tune(model: str, base: list[str], config: Experiment) -> str:
+def tune(model: str, base: list[str], config: Experiment, argv: list[str]) -> str:
     """Run (or resume, or join as a worker) the study of config.tune; base: the command line's
-    overrides, under which each trial's values are set. Returns the MLflow run id of this worker."""
+    overrides, under which each trial's values are set; argv: the command line, which
+    tune.workers > 1 runs again in each Ray task. Returns the MLflow run id of this process."""
     studies.check_task(config)
+    cluster_workers.check_cluster_storage(config.tune, tracking.tracking_uri())
     load_search_space(model)  # a broken search space fails before any run starts
     # Heartbeats, metric names and the matplotlib plots are "experimental" in Optuna 5; we rely
     # on them knowingly, so their warnings are noise in every trial's log.
@@ -85,7 +87,10 @@ def tune(model: str, base: list[str], config: Experiment) -> str:
         done = studies.finished_count(study)
         print(f"study {study.study_name}: {done} of {tune.n_trials} trials finished"
               + (", resuming" if done else ""))
-        if done < tune.n_trials:
+        if done < tune.n_trials and (tune.workers > 1 or tune.cluster):
+            workers = cluster_workers.run_workers(cluster_workers.worker_argv(argv), tune)
+            print(f"study {study.study_name}: {len(workers)} workers finished (runs {', '.join(workers)})")
+        elif done < tune.n_trials:
             # Between trials, also fail and re-enqueue trials of dead workers on this host (journal
             # storages have no heartbeats; on RDB storages this finds nothing).
             def reap(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
