@@ -24,6 +24,10 @@ from pipelines import tune
 from tests.conftest import tune_args
 from tests.test_tune import load_study
 
+# Trials short enough for CI: the protocol's resampling and baselines cut down (not what is tested).
+QUICK = ("eval.permutations=20", "eval.bootstrap=20", "eval.untrained_inits=1", "eval.other_methods=[]",
+         "tune.pruner=none")
+
 
 def _kill_one_running_worker(tmp_path, killed: list, stop: threading.Event) -> None:
     """SIGKILL the process of the first trial seen running with its MLflow run started."""
@@ -48,7 +52,7 @@ def test_two_ray_workers_absorb_a_killed_worker_and_complete_the_study(tmp_path,
     watcher.start()
     try:
         driver = tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=3", "tune.workers=2",
-                                     "train.epochs=3", "tune.pruner=none"))
+                                     "train.epochs=3", *QUICK))
     finally:
         stop.set()
         watcher.join()
@@ -85,7 +89,8 @@ def test_workers_on_other_hosts_need_a_shared_study_storage_and_a_tracking_serve
 @pytest.mark.slow
 def test_ctrl_c_on_the_driver_stops_every_worker_and_the_study_resumes(tmp_path, corpus, mlflow_store):
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
-    slow = ["tune.n_trials=2", "tune.workers=2", "train.epochs=300", "train.early_stopping_patience=300"]
+    slow = ["tune.n_trials=2", "tune.workers=2", "train.epochs=300", "train.early_stopping_patience=300",
+            *QUICK]
     driver = subprocess.Popen([sys.executable, "-m", "pipelines.tune",
                                *tune_args(tmp_path, corpus, "basic_vae", *slow)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -111,5 +116,56 @@ def test_ctrl_c_on_the_driver_stops_every_worker_and_the_study_resumes(tmp_path,
     statuses = {mlflow.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in running}
     assert statuses <= {"KILLED", "FAILED"}
 
-    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2", "train.epochs=1"))
+    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2", "train.epochs=1",
+                        *QUICK))
     assert len(load_study(tmp_path, "basic_vae-genre").get_trials(states=(TrialState.COMPLETE,))) >= 2
+
+
+def _raylet_of(pid: int, nodes: list) -> object | None:
+    """The node whose raylet started the process pid (Ray's worker processes are its children)."""
+    for node in nodes:
+        raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+        if pid in {child.pid for child in raylet.children(recursive=True)}:
+            return node
+    return None
+
+
+@pytest.mark.slow
+def test_a_lost_node_s_worker_is_rerun_on_another_node_and_its_trial_retried(tmp_path, corpus, mlflow_store):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]  # one worker on each
+    lost: list = []
+    stop = threading.Event()
+
+    def lose_the_node_of_a_running_trial() -> None:
+        while not stop.is_set() and not lost:
+            try:
+                running = load_study(tmp_path, "basic_vae-genre").get_trials(states=(TrialState.RUNNING,))
+            except KeyError:
+                running = []
+            started = [t for t in running if t.user_attrs.get("mlflow_run_id")]
+            node = started and _raylet_of(int(started[0].user_attrs["worker"].rpartition(":")[2]), nodes)
+            if node:
+                # Its raylet and worker processes are killed; the task is re-run on the other node.
+                cluster.remove_node(node, allow_graceful=False)
+                lost.append(started[0])
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=lose_the_node_of_a_running_trial, daemon=True)
+    watcher.start()
+    try:
+        tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=3", "tune.workers=2",
+                            "train.epochs=3", *QUICK, f"tune.cluster={cluster.address}"))
+    finally:
+        stop.set()
+        watcher.join()
+        cluster.shutdown()
+    (dead,) = lost
+    study = load_study(tmp_path, "basic_vae-genre")
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) >= 3
+    assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [dead.number]
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == dead.params
+    assert mlflow.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "FAILED"

@@ -13,6 +13,9 @@ as Ctrl-C stops a worker (its run KILLED, its trial FAIL): run the command again
 from __future__ import annotations
 
 import os
+import socket
+
+import psutil
 
 from components.config import PROJECT_ROOT
 from components.errors import ConfigError
@@ -26,7 +29,17 @@ LOCAL_OBJECT_STORE = 256 * 2**20  # workers pass run ids through it, nothing lar
 
 
 def _is_local(cluster: str | None) -> bool:
-    return cluster is None or cluster == "auto"
+    """Whether every worker runs on this host: its own Ray instance, `ray start` here, or a head
+    at one of this host's addresses (Ray's single-host test clusters)."""
+    if cluster is None or cluster == "auto":
+        return True
+    host = cluster.removeprefix("ray://").rpartition(":")[0] or cluster
+    try:
+        address = socket.gethostbyname(host)
+    except OSError:
+        return False
+    own = {a.address for addresses in psutil.net_if_addrs().values() for a in addresses}
+    return address in own or address.startswith("127.")
 
 
 def check_cluster_storage(tune: TuneSettings, tracking_uri: str) -> None:

@@ -1,0 +1,93 @@
+"""Trials per minute with 1 and 2 workers of one study on this machine, and what Ray costs per
+trial against plain local workers, in one run (same machine state, same warm feature cache).
+
+    python -m benchmarks.cluster_scaling [--trials 6] [--epochs 2]
+
+Tiny trials (basic_vae, 16 mel bins, 2 s windows) on a 12-song generated corpus. Three setups,
+each a fresh journal-file study and MLflow store in a temp folder:
+- plain, 1 worker: one `python -m pipelines.tune` process;
+- plain, 2 workers: two such processes started together on the same study (the hand-made
+  scale-out on one host);
+- Ray, 2 workers: one `python -m pipelines.tune --tune.workers 2` (a local Ray instance, two
+  tasks).
+Ray's overhead per trial = (Ray 2 workers - plain 2 workers) wall seconds / trials: starting
+Ray, scheduling and starting the task processes. Writes benchmarks/results/cluster_scaling.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from components.config import PROJECT_ROOT
+from corpora.demo_corpus import generate_demo_corpus
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "cluster_scaling.json"
+TINY = ("features.n_mels=16 features.window_seconds=2.0 features.hop_seconds=1.0 "
+        "features.min_tail_seconds=0.5 features.n_fft=512 features.hop_length=256 model.latent_dim=8 "
+        "model.hidden_dims=[16,8] "
+        "train.batch_size=8 train.kl_warmup_epochs=1 data.val_fraction=0.3 data.test_fraction=0.3 "
+        "tracking.system_metrics=false tune.pruner=none tune.promote=false")
+
+
+def run_setup(folder: Path, corpus: Path, cache: Path, processes: int, ray_workers: int, trials: int,
+              epochs: int) -> dict[str, float]:
+    folder.mkdir()
+    storage = folder / "optuna.log"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+                        "PYTHONPATH": str(PROJECT_ROOT)}
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    overrides = (f"{TINY} data.source={corpus} data.cache_dir={cache} train.checkpoint_dir={folder / 'ckpt'} "
+                 f"tune.storage={storage} tune.n_trials={trials} train.epochs={epochs} "
+                 f"tune.workers={ray_workers}")
+    command = [sys.executable, "-m", "pipelines.tune", "--model", "basic_vae", "--overrides", overrides]
+    started = time.perf_counter()
+    logs = [open(folder / f"worker-{i}.log", "w") for i in range(processes)]  # noqa: SIM115
+    running = [subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=log) for log in logs]
+    if any(process.wait() for process in running):
+        raise SystemExit(f"a tune process failed: {(folder / 'worker-0.log').read_text()[-2000:]}")
+    seconds = time.perf_counter() - started
+    study = optuna.load_study(study_name="basic_vae-genre", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(storage))))
+    finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return {"trials_finished": finished, "wall_seconds": round(seconds, 1),
+            "trials_per_minute": round(finished / seconds * 60, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=2)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        corpus = generate_demo_corpus(root / "demo", songs_per_cell=1, min_seconds=31, max_seconds=35)
+        cache = root / "cache"
+        # Warm the feature cache once, so every setup measures tuning only.
+        run_setup(root / "warm-up", corpus, cache, 1, 1, 1, 1)
+        setups = {"plain, 1 worker": (1, 1), "plain, 2 workers": (2, 1), "Ray, 2 workers": (1, 2)}
+        result = {name: run_setup(root / name.replace(", ", "-").replace(" ", "_"), corpus,
+                                  cache, processes, workers, args.trials, args.epochs)
+                  for name, (processes, workers) in setups.items()}
+    one, ray, plain = result["plain, 1 worker"], result["Ray, 2 workers"], result["plain, 2 workers"]
+    summary = {"trials": args.trials, "epochs": args.epochs, "cpu_count": os.cpu_count(), "setups": result,
+               "speedup_2_workers_plain": round(one["wall_seconds"] / plain["wall_seconds"], 2),
+               "speedup_2_workers_ray": round(one["wall_seconds"] / ray["wall_seconds"], 2),
+               "ray_overhead_seconds_per_trial": round(
+                   (ray["wall_seconds"] - plain["wall_seconds"]) / ray["trials_finished"], 1)}
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
