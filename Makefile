@@ -38,4 +38,6 @@ bench: setup
 	$(BIN)/python -m benchmarks.architectures --epochs 3
 	$(BIN)/python -m benchmarks.cpu_precision
 	$(BIN)/python -m benchmarks.tuning_efficiency --trials 12 --epochs 30
+	$(BIN)/python -m benchmarks.config_check
+	$(BIN)/python -m benchmarks.cluster_scaling
 	$(BIN)/python -m benchmarks.protocol --epochs 8

@@ -3,9 +3,10 @@ importing torch, in the same run (each command a fresh process, interleaved, med
 
     python -m benchmarks.config_check [--repeats 7]
 
-A typo in a shared key (`--eval.method kmean`) is refused before the architecture, torch or
-MLflow is imported; a typo in an architecture's own key (`--model.fusion concat`) only once its
-module (and with it torch) is imported. Writes benchmarks/results/config_check.json.
+Both a typo in a shared key (`--eval.method kmean`) and one in an architecture's own key
+(`--model.fusion concat`, checked against its Settings class read from its source) are refused
+before the architecture's module, torch or MLflow is imported. Writes
+benchmarks/results/config_check.json.
 """
 
 from __future__ import annotations

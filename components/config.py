@@ -167,17 +167,20 @@ def load_config(model_name: str, overrides: list[str] | None = None,
     return experiment(_resolve(model_name, overrides, values, MODELS[model_name].Settings))
 
 
-def check_shared_settings(model_name: str, overrides: list[str] | None = None) -> None:
-    """load_config's checks of every shared key, without importing the architecture (so without
-    torch): a command line fails a typo in a fraction of a second. The architecture's own model.*
-    keys pass unchecked here; load_config checks them."""
+def check_before_imports(model_name: str, overrides: list[str] | None = None) -> None:
+    """load_config's checks without importing the architecture (so without torch): a command line
+    fails a typo in a fraction of a second. The architecture's own keys are checked against its
+    Settings class read from its source; if that cannot be read, they pass here and load_config
+    checks them."""
     from components.models import MODELS  # the names only: nothing is imported yet
 
     _check_name(model_name, MODELS)
-    config = _resolve(model_name, overrides, None, None)
-    shared = {f.name for f in dataclasses.fields(ModelSettings)}
-    config["model"] = {k: v for k, v in config["model"].items() if k in shared}
-    build(Experiment, config).check()
+    architecture = MODELS.settings_without_import(model_name)
+    config = _resolve(model_name, overrides, None, architecture)
+    if architecture is None:
+        shared = {f.name for f in dataclasses.fields(ModelSettings)}
+        config["model"] = {k: v for k, v in config["model"].items() if k in shared}
+    build(Experiment, config, sections={"model": architecture or ModelSettings}).check()
 
 
 def _check_name(model_name: str, models: Any) -> None:

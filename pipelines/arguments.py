@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from components.config import check_shared_settings, load_config
+from components.config import check_before_imports, load_config
 from components.error_summary import os_error_line
 from components.errors import USER_ERRORS, ConfigError
 from components.settings import Experiment
@@ -34,7 +34,7 @@ def resolve(args: argparse.Namespace, extra: list[str]) -> Experiment:
     keys are checked before the architecture (and torch) is imported, so a typo fails at once."""
     use_tracking_uri(args)
     overrides = overrides_of(args, extra)
-    check_shared_settings(args.model, overrides)
+    check_before_imports(args.model, overrides)
     return load_config(args.model, overrides)
 
 

@@ -71,9 +71,8 @@ def tune(model: str, base: list[str], config: Experiment, argv: list[str]) -> st
     study, created = studies.open_study(config, on_stale=close_dead_run)
     tune = config.tune
     studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
-    tags = {"optuna.study_name": study.study_name, "optuna.storage": masked(
-        tune.storage or studies.default_storage()), "tune.task": tune.task,
-        "tune.worker": studies.worker_id()}
+    tags = {"optuna.study_name": study.study_name, "tune.task": tune.task, "tune.worker": studies.worker_id(),
+            "optuna.storage": masked(tune.storage or studies.default_storage())}
     with tracking.run(config.tracking, run_name=f"tune-{study.study_name}", tags=tags):
         run_id = tracking.active_run_id()
         if created:
@@ -91,10 +90,7 @@ def tune(model: str, base: list[str], config: Experiment, argv: list[str]) -> st
             workers = cluster_workers.run_workers(cluster_workers.worker_argv(argv), tune)
             print(f"study {study.study_name}: {len(workers)} workers finished (runs {', '.join(workers)})")
         elif done < tune.n_trials:
-            # Between trials, also fail and re-enqueue trials of dead workers on this host (journal
-            # storages have no heartbeats; on RDB storages this finds nothing).
-            def reap(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
-                studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
+            reap = studies.dead_trial_reaper(tune.max_retry, close_dead_run)
             study.optimize(make_objective(model, base, config, study), timeout=tune.timeout,
                            callbacks=[*studies.stop_conditions(tune.n_trials), reap],
                            catch=(NonFiniteLoss,), gc_after_trial=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -168,17 +170,37 @@ def test_an_unknown_preset_is_refused_with_the_list(preset: str, message: str) -
         load_config("conv_vae", [f"preset={preset}"])
 
 
-@pytest.mark.parametrize("entry", ["train", "tune", "prepare"])
-def test_a_command_line_typo_fails_before_torch_or_mlflow_is_imported(entry):
+@pytest.mark.parametrize("entry, arguments, message", [
+    ("train", ["--model", "vade", "--eval.method", "kmean"],
+     "eval.method='kmean' is not one of kmeans, agglomerative, gmm; did you mean kmeans?"),
+    ("tune", ["--model", "vade", "--tune.pruner", "medain"], "tune.pruner='medain' is not one of median"),
+    ("prepare", ["--model", "vade", "--model.n_clusters", "1"], r"model.n_clusters=1 must be in [2, "),
+    ("train", ["--model", "multimodal", "--model.audio_encoder", "convv"],
+     "model.audio_encoder='convv' is not one of conv, basic; did you mean conv?"),
+])
+def test_a_command_line_typo_fails_before_torch_or_mlflow_is_imported(entry, arguments, message):
     import subprocess
     import sys
 
     code = (f"import sys\nfrom pipelines.{entry} import main\n"
-            f"try:\n    main(['--model', 'vade', '--eval.method', 'kmean'])\n"
+            f"try:\n    main({arguments!r})\n"
             f"except Exception as err:\n    print(type(err).__name__, err)\n"
             f"print(sorted({{'torch', 'mlflow', 'optuna', 'librosa'}} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                          timeout=60).stdout
-    assert "ConfigError override: eval.method='kmean' is not one of kmeans" in out
-    assert "did you mean kmeans" in out
+    assert f"ConfigError override: {message}" in out
     assert out.strip().endswith("[]"), out  # none of the heavy libraries was loaded to say so
+
+
+def test_each_architecture_s_settings_read_from_its_source_are_its_settings_class():
+    from components.models import MODELS
+    from components.models.settings_source import settings_from_source
+    from components.settings import keys
+
+    for name in MODELS:
+        real = MODELS[name].Settings
+        read = settings_from_source(f"{MODELS[name].__module__}:{MODELS[name].__name__}")
+        assert read is not None, name
+        shown = {k: repr(v) for k, v in keys(real).items()}
+        assert {k: repr(v) for k, v in keys(read).items()} == shown, name
+        assert [f.default for f in dataclasses.fields(read)] == [f.default for f in dataclasses.fields(real)]

@@ -28,6 +28,14 @@ class Registry(MutableMapping[str, "type[VAE]"]):
     def __setitem__(self, name: str, entry: type[VAE] | str) -> None:
         self._entries[name] = entry
 
+    def settings_without_import(self, name: str) -> type[ModelSettings] | None:
+        """The architecture's Settings class, read from its source if its module is not imported
+        yet (components.models.settings_source); None when that cannot be done."""
+        from components.models.settings_source import settings_from_source
+
+        entry = self._entries[name]
+        return settings_from_source(entry) if isinstance(entry, str) else entry.Settings
+
     def __contains__(self, name: object) -> bool:  # a name's check imports nothing
         return name in self._entries
 

@@ -141,6 +141,15 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def dead_trial_reaper(max_retry: int,
+                      on_stale: StaleTrialHook) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """An optimize callback that, between trials, also fails and re-enqueues trials of dead workers
+    on this host (journal storages have no heartbeats; on RDB storages it finds nothing)."""
+    def reap(study: optuna.Study, _: FrozenTrial) -> None:
+        fail_dead_local_trials(study, max_retry, on_stale)
+    return reap
+
+
 def fail_dead_local_trials(study: optuna.Study, max_retry: int,
                            on_stale: StaleTrialHook | None = None) -> list[int]:
     """What heartbeats do on RDB storages, for a journal file: a RUNNING trial whose worker was a
