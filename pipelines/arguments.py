@@ -75,6 +75,10 @@ def run_cli(main: Callable[[], Any]) -> None:
     and exit status 1, not a traceback. Anything else still raises: a bug of this project.
     SIGTERM stops it as Ctrl-C does (runs end KILLED, workers shut down, checkpoints kept)."""
     signal.signal(signal.SIGTERM, _stop)
+    # A process started in the background of a script inherits SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: restored, so SIGINT stops every entry point (and a tune driver's
+    # workers) wherever it was started from.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except USER_ERRORS as err:

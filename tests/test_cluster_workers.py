@@ -51,7 +51,7 @@ def test_two_ray_workers_absorb_a_killed_worker_and_complete_the_study(tmp_path,
     watcher = threading.Thread(target=_kill_one_running_worker, args=(tmp_path, killed, stop), daemon=True)
     watcher.start()
     try:
-        driver = tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=3", "tune.workers=2",
+        driver = tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2",
                                      "train.epochs=3", *QUICK))
     finally:
         stop.set()
@@ -60,7 +60,7 @@ def test_two_ray_workers_absorb_a_killed_worker_and_complete_the_study(tmp_path,
     (dead,) = killed
     study = load_study(tmp_path, "basic_vae-genre")
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) >= 3  # the study completed (a worker may start one more: Optuna's overshoot)
+    assert len(finished) >= 2  # the study completed (a worker may start one more: Optuna's overshoot)
     assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [dead.number]
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == dead.params
@@ -116,8 +116,7 @@ def test_ctrl_c_on_the_driver_stops_every_worker_and_the_study_resumes(tmp_path,
     statuses = {mlflow.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in running}
     assert statuses <= {"KILLED", "FAILED"}
 
-    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2", "train.epochs=1",
-                        *QUICK))
+    tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "train.epochs=1", *QUICK))
     assert len(load_study(tmp_path, "basic_vae-genre").get_trials(states=(TrialState.COMPLETE,))) >= 2
 
 
@@ -156,7 +155,7 @@ def test_a_lost_node_s_worker_is_rerun_on_another_node_and_its_trial_retried(tmp
     watcher = threading.Thread(target=lose_the_node_of_a_running_trial, daemon=True)
     watcher.start()
     try:
-        tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=3", "tune.workers=2",
+        tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2",
                             "train.epochs=3", *QUICK, f"tune.cluster={cluster.address}"))
     finally:
         stop.set()
@@ -164,7 +163,7 @@ def test_a_lost_node_s_worker_is_rerun_on_another_node_and_its_trial_retried(tmp
         cluster.shutdown()
     (dead,) = lost
     study = load_study(tmp_path, "basic_vae-genre")
-    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) >= 3
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) >= 2
     assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [dead.number]
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == dead.params

@@ -59,6 +59,9 @@ def _study_worker(argv: list[str]) -> str:
     """One worker, in its Ray process: the tune command line's code with tune.workers=1."""
     from pipelines.tune import main
 
+    # Under `mlflow run` the driver's run is the study's run; a local Ray instance's processes
+    # inherit its id, and the worker must open a run of its own under it, not continue that one.
+    os.environ.pop("MLFLOW_RUN_ID", None)
     return main(argv)
 
 
