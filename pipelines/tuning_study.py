@@ -10,6 +10,7 @@ each run carries the study name and trial number as tags.
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 
@@ -72,7 +73,8 @@ def tune(model: str, base: list[str], config: Experiment, argv: list[str]) -> st
     tune = config.tune
     studies.fail_dead_local_trials(study, tune.max_retry, close_dead_run)
     tags = {"optuna.study_name": study.study_name, "tune.task": tune.task, "tune.worker": studies.worker_id(),
-            "optuna.storage": masked(tune.storage or studies.default_storage())}
+            "optuna.storage": masked(tune.storage or studies.default_storage()),
+            "tune.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}  # a Ray task's own
     with tracking.run(config.tracking, run_name=f"tune-{study.study_name}", tags=tags):
         run_id = tracking.active_run_id()
         if created:

@@ -46,16 +46,22 @@ def _kill_one_running_worker(tmp_path, killed: list, stop: threading.Event) -> N
 
 @pytest.mark.slow
 def test_two_ray_workers_absorb_a_killed_worker_and_complete_the_study(tmp_path, corpus, mlflow_store):
+    """On a Ray node with 2 (logical) GPUs, one per worker: Ray pins each worker to its own."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2})
     killed: list = []
     stop = threading.Event()
     watcher = threading.Thread(target=_kill_one_running_worker, args=(tmp_path, killed, stop), daemon=True)
     watcher.start()
     try:
         driver = tune.main(tune_args(tmp_path, corpus, "basic_vae", "tune.n_trials=2", "tune.workers=2",
+                                     "tune.gpus_per_trial=1", f"tune.cluster={cluster.address}",
                                      "train.epochs=3", *QUICK))
     finally:
         stop.set()
         watcher.join()
+        cluster.shutdown()
     assert killed, "no trial was seen running"
     (dead,) = killed
     study = load_study(tmp_path, "basic_vae-genre")
@@ -73,6 +79,7 @@ def test_two_ray_workers_absorb_a_killed_worker_and_complete_the_study(tmp_path,
     assert numbers == [t.number for t in study.trials]  # one run per trial
     workers = [r for r in runs if r.data.tags.get("tune.role") == "worker"]
     assert len(workers) >= 2 and {r.data.tags["mlflow.parentRunId"] for r in workers} == {driver}
+    assert {r.data.tags["tune.cuda_visible_devices"] for r in workers} == {"0", "1"}  # one GPU each
     assert mlflow.get_run(driver).data.metrics["trials/complete"] == len(finished)
 
 
