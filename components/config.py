@@ -9,14 +9,13 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 
 from components.dotted_keys import flatten, set_dotted
 from components.error_summary import first_line
-from components.settings import ConfigError, Experiment, ModelSettings, build, convert
+from components.settings import ConfigError, Experiment, ModelSettings, build, convert, options
 from components.settings import keys as settings_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,21 +74,14 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def _takes_text(hint: Any) -> bool:
-    """Whether a key is free text (a path, a name): its command-line value is taken as written."""
-    options = [o for o in get_args(hint) if o is not type(None)] if get_origin(hint) in (Union, UnionType) \
-        else [hint]
-    return len(options) == 1 and (options[0] is str or (get_origin(options[0]) is Annotated
-                                                        and get_args(options[0])[0] is str))
-
-
 def parse_text(raw: Any, hint: Any, key: str) -> Any:
-    """A command-line value by its key's type, once: free text as written (-P data=2024 is a
-    folder named 2024; null/~ is null where null is allowed), anything else as YAML."""
+    """A command-line value by its key's type, once: free text (a path, a name) as written (-P
+    data=2024 is a folder named 2024; null/~ is null where null is allowed), anything else as YAML."""
     if not isinstance(raw, str):
         return raw
-    if _takes_text(hint):
-        nullable = get_origin(hint) in (Union, UnionType) and type(None) in get_args(hint)
+    (kind, *others), nullable = options(hint)
+    base = get_args(kind)[0] if get_origin(kind) is Annotated else kind
+    if base is str and not others:
         return None if nullable and raw.strip() in ("null", "~", "") else raw
     try:
         return parse_value(raw)
@@ -147,9 +139,13 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
 
 
+def _shared_model_keys() -> set[str]:
+    return {f.name for f in dataclasses.fields(ModelSettings)}
+
+
 def own_defaults(settings: type[ModelSettings]) -> dict[str, Any]:
     """An architecture's own model.* keys with their defaults (fields its Settings class adds)."""
-    shared = {f.name for f in dataclasses.fields(ModelSettings)}
+    shared = _shared_model_keys()
     return {f.name: copy.deepcopy(f.default) for f in dataclasses.fields(settings) if f.name not in shared}
 
 
@@ -178,8 +174,7 @@ def check_before_imports(model_name: str, overrides: list[str] | None = None) ->
     architecture = MODELS.settings_without_import(model_name)
     config = _resolve(model_name, overrides, None, architecture)
     if architecture is None:
-        shared = {f.name for f in dataclasses.fields(ModelSettings)}
-        config["model"] = {k: v for k, v in config["model"].items() if k in shared}
+        config["model"] = {k: v for k, v in config["model"].items() if k in _shared_model_keys()}
     build(Experiment, config, sections={"model": architecture or ModelSettings}).check()
 
 

@@ -285,8 +285,11 @@ def _not_a_choice(key: str, value: Any, allowed: tuple[Any, ...]) -> ConfigError
     return ConfigError(f"{key}={value!r} is not one of {', '.join(map(_shown, allowed))}{hint}")
 
 
-def _options(hint: Any) -> tuple[Any, ...]:
-    return get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+def options(hint: Any) -> tuple[list[Any], bool]:
+    """A type hint's non-null options, and whether it takes null (`X | None`)."""
+    if get_origin(hint) not in (Union, types.UnionType):
+        return [hint], False
+    return [o for o in get_args(hint) if o is not type(None)], type(None) in get_args(hint)
 
 
 def _describe(hint: Any) -> str:
@@ -312,26 +315,26 @@ def convert(key: str, value: Any, hint: Any) -> Any:
     """value checked against a field's type hint (ints are taken for floats); raises ConfigError."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        options = [o for o in get_args(hint) if o is not type(None)]
+        choices, nullable = options(hint)
         if value is None:
-            if len(options) < len(get_args(hint)):
+            if nullable:
                 return None
-            raise ConfigError(f"{key}=null is not allowed; it takes {' or '.join(map(_describe, options))}")
-        if len(options) == 1:
-            if get_origin(options[0]) is Literal:  # null or a word: list null among the choices
-                if value not in get_args(options[0]):
-                    raise _not_a_choice(key, value, (None, *get_args(options[0])))
+            raise ConfigError(f"{key}=null is not allowed; it takes {' or '.join(map(_describe, choices))}")
+        if len(choices) == 1:
+            if get_origin(choices[0]) is Literal:  # null or a word: list null among the choices
+                if value not in get_args(choices[0]):
+                    raise _not_a_choice(key, value, (None, *get_args(choices[0])))
                 return value
-            return convert(key, value, options[0])
-        for option in options:
+            return convert(key, value, choices[0])
+        for option in choices:
             try:
                 return convert(key, value, option)
             except ConfigError:
                 if _same_kind(value, option):  # the right type, a wrong value: say what is wrong
                     raise
 
-        words = tuple(w for o in options if get_origin(o) is Literal for w in get_args(o))
-        shown = tuple(w for o in options
+        words = tuple(w for o in choices if get_origin(o) is Literal for w in get_args(o))
+        shown = tuple(w for o in choices
                       for w in (get_args(o) if get_origin(o) is Literal else (_describe(o),)))
         raise _not_a_choice(key, value, shown) if words else ConfigError(
             f"{key}={value!r} must be one of {', '.join(shown)}")

@@ -7,7 +7,6 @@ continued (MLFLOW_RUN_ID); `--resume RUN_ID` re-opens a run to continue its trai
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import logging
 import os
@@ -225,21 +224,17 @@ def log_config(config: Experiment, files: list[Path]) -> None:
     0.001) is not logged again, since MLflow refuses to change a param.
     """
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    params = {}
-    values = config.to_dict()
-    for key, value in flatten(values).items():
-        value = masked_value(value)
-        if key in existing and _same_value(existing[key], value):
-            continue
-        params[key] = value
+    shown = config.to_dict()  # a fresh copy: masked in place below
+    masked_values = {key: masked_value(value) for key, value in flatten(shown).items()}
+    params = {key: value for key, value in masked_values.items()
+              if not (key in existing and _same_value(existing[key], value))}
     if params:
         mlflow.log_params(params, synchronous=True)
     mlflow.set_tags({"config_hash": config_hash(config), "model": config.model.name})
     for path in files:
         mlflow.log_artifact(str(path), artifact_path="config")
-    shown = copy.deepcopy(values)
-    for key, value in flatten(values).items():
-        set_dotted(shown, key, masked_value(value))
+    for key, value in masked_values.items():
+        set_dotted(shown, key, value)
     mlflow.log_text(yaml.safe_dump(shown, sort_keys=False), "config/resolved.yaml")
 
 
