@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from components.errors import ConfigError
 from components.vocabulary import (
+    AMP_DTYPES,
+    AUTO,
     CHECKPOINT_WRITES,
     COMPILE_MODES,
     LYRICS_ENCODERS,
@@ -182,12 +184,14 @@ class TrainSettings:
     grad_clip: Annotated[float, Range(1e-12, 1e12, "the max global grad norm; 0.5 is the default")]
     precise_bn_batches: Annotated[int, Range(0, BIG, "0 = off")]
     amp: bool
+    amp_dtype: Literal[AMP_DTYPES]
     kl_warmup_epochs: Annotated[int, Range(0, BIG, "0 = the full KL weight from the first epoch")]
     num_workers: Annotated[int, Range(0, 1024, "0 loads in the training process")]
     prefetch_batches: Annotated[int, Range(0, 1024, "0 = off")]
     device: Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda, cuda:N (N a GPU index)")]
-    channels_last: bool
-    compile: Literal[COMPILE_MODES] | None
+    channels_last: Literal[AUTO] | bool
+    compile: Literal[(AUTO, *COMPILE_MODES)] | None
+    data_on_device: Literal[AUTO] | bool
     activation_checkpointing: bool
     lean_host_memory: bool
     checkpoint_dir: str
@@ -257,7 +261,7 @@ class Experiment:
         """Rules across keys, each key already valid on its own."""
         self.features.check()
         data, train = self.data, self.train
-        if train.compile is not None and train.activation_checkpointing:
+        if train.compile not in (None, AUTO) and train.activation_checkpointing:
             raise ConfigError("train.activation_checkpointing and train.compile together are not supported; "
                                 "set one of them")
         if data.val_fraction + data.test_fraction >= 1:

@@ -20,8 +20,10 @@ PRUNERS = ("median", "hyperband", "none")
 FUSIONS = ("early", "late", "attention")
 AUDIO_ENCODERS = ("conv", "basic")
 LYRICS_ENCODERS = ("tfidf_svd", "transformer")
-CHECKPOINT_WRITES = ("auto", "background", "inline")
+AUTO = "auto"  # a setting chosen by the device and measurements (each key's comment says how)
+CHECKPOINT_WRITES = (AUTO, "background", "inline")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AMP_DTYPES = (AUTO, "bfloat16", "float16")
 
 
 def metric(split: str, task: str, score: str, variant: str | None = None) -> str:

@@ -82,7 +82,7 @@ def test_protocol_typos_fail_when_the_config_loads(override, message):
     ("train.lr=-0.1", r"train.lr=-0.1 must be in \["),
     ("train.lr=null", r"train.lr=null is not allowed; it takes <a number in \[1e-12, 10.0\]>; 1e-3 is the"),
     ("train.device=gpu", "train.device='gpu' is not one of auto, cpu, cuda, cuda:N"),
-    ("train.compile=fast", "train.compile='fast' is not one of null, default"),
+    ("train.compile=fast", "train.compile='fast' is not one of null, auto, default"),
     ("train.async_checkpoint=later", "train.async_checkpoint='later' is not one of auto, background"),
     ("eval.unit=songs", "did you mean song"),
     ("data.languages=[]", r"data.languages=\[\] must not be empty, e.g. \[english, spanish\], or null"),

@@ -12,7 +12,7 @@ import torch
 
 from components.models import build_model
 from components.training import checkpoint
-from components.training.trainer import NonFiniteLoss, Trainer, choose_precision, evaluate_loss, prepare_model
+from components.training.trainer import NonFiniteLoss, Trainer, evaluate_loss, prepare_model
 
 
 def _batches(model, count: int, seed: int = 0) -> list[dict]:
@@ -76,7 +76,7 @@ def test_background_writes_the_same_checkpoints_as_inline(tiny_config, tmp_path)
         written[writes] = [_checkpoint_tensors(tmp_path / writes / name)
                            for name in (checkpoint.LAST, checkpoint.BEST)]
     for inline, background in zip(written["inline"], written["background"]):
-        timeless = [[{k: v for k, v in h.items() if k != "train/epoch_seconds"} for h in state.history]
+        timeless = [[{k: v for k, v in h.items() if "seconds" not in k} for h in state.history]
                     for state in (inline[0], background[0])]
         assert timeless[0] == timeless[1] and inline[0].best_epoch == background[0].best_epoch
         for a, b in zip([*inline[1].values(), *inline[2]], [*background[1].values(), *background[2]]):
@@ -179,40 +179,6 @@ def test_validation_loss_uses_the_full_kl_weight_during_warm_up(tiny_config, tmp
     terms = evaluate_loss(model, _batches(model, 1), trainer.device, trainer.precision).terms
     assert model.kl_weight(0) == pytest.approx(0.4)
     assert terms["total"] == pytest.approx(terms["recon"] + 4.0 * terms["kl"], rel=1e-5)
-
-
-def test_precision_choice():
-    assert choose_precision(torch.device("cuda"), True).dtype == torch.float16
-    assert choose_precision(torch.device("cuda"), True).scaler
-    assert choose_precision(torch.device("cpu"), False).dtype is None
-    cpu = choose_precision(torch.device("cpu"), True)
-    assert cpu.dtype is None and not cpu.scaler  # bf16 autocast was slower than float32 on every CPU
-
-
-def test_grad_scaler_skips_are_counted_and_an_epoch_of_only_skips_stops(tiny_config, tmp_path):
-    """A CPU GradScaler with a scale so large that the scaled gradients overflow float32: the
-    steps it skips are counted, its scale is logged, and an epoch where it skipped every step
-    (the weights unchanged) stops training instead of passing for a trained epoch."""
-    from components.training.trainer import EveryStepSkipped
-
-    config = tiny_config("basic_vae", "train.epochs=1")
-    model = build_model("basic_vae", config)
-    trainer = Trainer(model, config, tmp_path / "ckpt")
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**126, growth_interval=10_000)
-    logged = {}
-    trainer.on_epoch = lambda metrics, epoch: logged.update(metrics)
-    trainer.fit(_batches(model, 40), _batches(model, 1, seed=3))
-    skipped = logged["train/skipped_steps"]
-    assert 1 <= skipped < 40  # overflowing at first, then the halved scale fits
-    assert logged["train/amp_scale"] == 2.0 ** (126 - skipped)  # halved once per skipped step
-
-    before = copy.deepcopy(model.state_dict())
-    config.train.epochs = 2
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, growth_interval=10_000)
-    with pytest.raises(EveryStepSkipped, match="every one of the 2 optimizer steps of epoch 1 was skipped"):
-        trainer.fit(_batches(model, 2), _batches(model, 1, seed=3))
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" not in k
-               and "num_batches" not in k)
 
 
 class _RecordingWindows(torch.utils.data.Dataset):
@@ -423,3 +389,19 @@ def test_checkpoint_every_takes_auto_or_a_count_and_names_both_when_wrong(tiny_c
         tiny_config("basic_vae", "train.checkpoint_every=often")
     with pytest.raises(ConfigError, match=r"train.checkpoint_every=2.5 is not one of auto, <an integer"):
         tiny_config("basic_vae", "train.checkpoint_every=2.5")
+
+
+def test_auto_layout_and_compile_follow_the_device_and_the_fits_length(tiny_config):
+    from components.training.trainer import COMPILE_PAYS_AFTER_STEPS, compile_mode, uses_channels_last
+
+    train = tiny_config("conv_vae").train
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train.channels_last == "auto" and train.compile == "auto"
+    assert uses_channels_last(train, cuda) and not uses_channels_last(train, cpu)
+    assert compile_mode(train, cuda, COMPILE_PAYS_AFTER_STEPS) == "default"
+    assert compile_mode(train, cuda, COMPILE_PAYS_AFTER_STEPS - 1) is None  # would not pay back
+    assert compile_mode(train, cpu, 10**9) is None
+    train.activation_checkpointing = True
+    assert compile_mode(train, cuda, 10**9) is None  # the two are not supported together
+    train.channels_last, train.compile = False, "max-autotune"
+    assert not uses_channels_last(train, cuda) and compile_mode(train, cpu, 1) == "max-autotune"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from components.data.device_windows import DeviceWindows, dataset_bytes
 from components.data.feature_cache import FeatureCache
 from components.data.prefetch import Prefetching
 from components.errors import ConfigError
@@ -68,6 +69,11 @@ def _identity(batch: Batch) -> Batch:
     return batch
 
 
+def drops_last_batch(windows: int, batch_size: int, shuffle: bool) -> bool:
+    """Training drops a last batch of one window: BatchNorm cannot normalise it."""
+    return shuffle and windows % batch_size == 1
+
+
 def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int,
                 num_workers: int = 0, pin_memory: bool = False,
                 prefetch: int = 0) -> DataLoader | Prefetching:
@@ -75,7 +81,7 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: in
     prefetch > 0 reads that many batches ahead on a thread (train.prefetch_batches); worker
     processes (num_workers > 0) already read ahead on their own."""
     generator = torch.Generator().manual_seed(seed)
-    drop_last = shuffle and len(dataset) % batch_size == 1
+    drop_last = drops_last_batch(len(dataset), batch_size, shuffle)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                         collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory,
                         drop_last=drop_last)
@@ -101,10 +107,28 @@ def check_split_sizes(train_set: WindowDataset, val_set: WindowDataset, batch_si
         raise ConfigError("the validation split is empty; set data.val_fraction > 0")
 
 
+# train.data_on_device=auto: a split goes on a GPU when it takes at most this share of its memory
+# (train and val together at most twice that), leaving the rest to the model and its activations.
+DEVICE_DATA_SHARE = 0.2
+
+
+def on_device(dataset: WindowDataset, setting: bool | str, device: torch.device) -> bool:
+    """train.data_on_device for this split: auto holds it on a GPU when it fits DEVICE_DATA_SHARE."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type != "cuda":
+        return False
+    return dataset_bytes(dataset) <= DEVICE_DATA_SHARE * torch.cuda.get_device_properties(device).total_memory
+
+
 def loader_for(dataset: WindowDataset, config: Experiment, shuffle: bool,
-               device: torch.device) -> DataLoader | Prefetching:
-    """make_loader with a run's settings: train.batch_size, num_workers and prefetch_batches,
-    pinned memory on CUDA (so copies to the GPU can be non-blocking)."""
+               device: torch.device) -> Iterable[Batch]:
+    """The batches of a split with a run's settings: held on the device (train.data_on_device), or
+    make_loader with train.batch_size, num_workers and prefetch_batches, pinned memory on CUDA (so
+    copies to the GPU can be non-blocking)."""
     train = config.train
+    if on_device(dataset, train.data_on_device, device):
+        return DeviceWindows(dataset, train.batch_size, shuffle, config.seed, device,
+                             drops_last_batch(len(dataset), train.batch_size, shuffle))
     return make_loader(dataset, train.batch_size, shuffle, config.seed, train.num_workers,
                        pin_memory=device.type == "cuda", prefetch=train.prefetch_batches)

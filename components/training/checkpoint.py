@@ -16,6 +16,7 @@ from components.config import ConfigError
 from components.error_summary import first_line
 from components.processes import gone
 from components.settings import Experiment
+from components.vocabulary import AUTO
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -109,7 +110,6 @@ def _host_copy(value: Any) -> Any:
     return value
 
 
-AUTO = "auto"
 # With train.checkpoint_every=auto, the share of the fit the loop may spend on checkpoint writes.
 AUTO_SHARE = 0.05
 
@@ -118,7 +118,8 @@ class Writer:
     """Writes a run's last.pt (model, optimizer, scaler, loop state, config) after every
     `every`-th epoch (or, with every="auto", after the first epoch and then after the first epoch
     ending at least 1/AUTO_SHARE times the last write's seconds after it: writes then take about
-    5% of the fit whatever the epoch and model size), and best.pt (what evaluation loads) so that
+    5% of the fit whatever the epoch and model size; a background write counts for its whole
+    duration, since the next save waits for it), and best.pt (what evaluation loads) so that
     it always holds the best epoch that last.pt names; inline or on one background thread.
 
     A full-size VaDE's last.pt is 2.0 GB (weights and both Adam moments): 5-11 s on a disk that
@@ -146,6 +147,7 @@ class Writer:
         self.directory = directory
         self.every = every
         self._write_seconds: float | None = None  # what the loop waited for the last write
+        self._background_seconds = 0.0  # how long the last background write took on its thread
         self._written_at = 0.0  # time.perf_counter() when that write was done
         self.written_epoch: int | None = None  # the epoch of the newest last.pt this writer wrote
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if background else None
@@ -185,7 +187,9 @@ class Writer:
             return (epoch + 1) % self.every == 0
         if self._write_seconds is None:  # the first write measures what one costs
             return True
-        return time.perf_counter() - self._written_at >= self._write_seconds / AUTO_SHARE
+        # A background write the next save would wait for costs the loop its whole duration.
+        cost = max(self._write_seconds, self._background_seconds)
+        return time.perf_counter() - self._written_at >= cost / AUTO_SHARE
 
     def flush(self, finished: bool = False) -> None:
         """Write the recorded epoch, if any (and the best epoch not yet in best.pt before it);
@@ -202,10 +206,15 @@ class Writer:
         if self._executor is None:
             _write(self.directory, payload, best, earlier_best)
         else:  # earlier_best is already a host copy, which only a later save overwrites (after wait)
-            self._pending = self._executor.submit(_write, self.directory, _host_copy(payload), best,
+            self._pending = self._executor.submit(self._timed_write, _host_copy(payload), best,
                                                   earlier_best)
         self._written_at = time.perf_counter()
         self._write_seconds = self._written_at - started
+
+    def _timed_write(self, payload: dict[str, Any], best: bool, earlier_best: dict[str, Any] | None) -> None:
+        started = time.perf_counter()
+        _write(self.directory, payload, best, earlier_best)
+        self._background_seconds = time.perf_counter() - started
 
     def forget(self) -> None:
         """The weights are about to change: the recorded epoch can no longer be written."""

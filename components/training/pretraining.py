@@ -25,6 +25,7 @@ from components.training.trainer import (
     autocast,
     embed_loader,
     make_optimizer,
+    make_scaler,
     optimizer_step,
     to_device,
 )
@@ -43,7 +44,7 @@ def _pretrain(model: VAE, loader: DataLoader, config: Experiment, device: torch.
     prior = set(getattr(model, "prior_parameters", ()))
     params = [p for name, p in model.named_parameters() if name not in prior]
     optimizer = make_optimizer(params, train, device)
-    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    scaler = make_scaler(device, precision, model.reconstructed_features)
     for epoch in range(config.model.pretrain_epochs):
         model.train()
         total, count = 0.0, 0

@@ -6,7 +6,6 @@ through a callback, so it never imports MLflow.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import sys
@@ -30,7 +29,14 @@ from components.training import checkpoint
 from components.training.activation_checkpointing import checkpoint_blocks
 from components.training.checkpoint import TrainState
 from components.training.host_memory import map_large_allocations
-from components.vocabulary import CHECKPOINT_WRITES, COMPILE_MODES
+from components.training.precision import (  # noqa: F401 - Precision is part of this module's interface
+    Precision,
+    ScaleCalibration,
+    autocast,
+    choose_precision,
+    make_scaler,
+)
+from components.vocabulary import AUTO, CHECKPOINT_WRITES, COMPILE_MODES
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 # Latent means [N, latent] of the validation windows + their labels per task -> metrics.
@@ -61,40 +67,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-@dataclass(frozen=True)
-class Precision:
-    """How a step runs: autocast dtype (or None) and whether a GradScaler is needed."""
-
-    dtype: torch.dtype | None
-    scaler: bool
-    reason: str
-
-    @property
-    def label(self) -> str:
-        return "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
-
-
-def choose_precision(device: torch.device, amp: bool) -> Precision:
-    """float16 + GradScaler on CUDA; float32 on CPU.
-
-    bfloat16 autocast on CPU was slower than float32 on both CPUs measured: 11-12x on AMD EPYC
-    without oneDNN bf16 kernels (reference fallbacks), about 2x on one that reports them
-    (benchmarks/cpu_precision.py), so train.amp applies to CUDA only.
-    """
-    if not amp:
-        return Precision(None, False, "train.amp=false")
-    if device.type == "cuda":
-        return Precision(torch.float16, True, "CUDA float16 autocast with GradScaler")
-    return Precision(None, False, "AMP requested: CUDA only, float32 on this device (bf16 autocast was "
-                                  "slower than float32 on every CPU measured)")
-
-
-def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    if precision.dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=precision.dtype)
-
-
 def writes_in_background(setting: str, device: torch.device) -> bool:
     """train.async_checkpoint: auto writes in the background on CUDA only. On a CPU the host copy
     would add the weights and Adam state (1 GB at full size) to a peak RSS already set by the
@@ -104,22 +76,45 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
     return setting == "background" or (setting == "auto" and device.type == "cuda")
 
 
+# train.compile=auto compiles on CUDA only when the fit has at least this many optimizer steps left:
+# compiling took 24 s for conv_vae on an H200 and saved 2.1 ms of a 10.4 ms bf16 channels-last step
+# (3,076 -> 3,878 samples/s at batch 32), so it pays after ~11,000 steps (benchmarks/gpu.py).
+COMPILE_PAYS_AFTER_STEPS = 11_000
+
+
+def uses_channels_last(train: TrainSettings, device: torch.device) -> bool:
+    """train.channels_last; auto: on CUDA, where bf16 convolutions ran 1.7x faster in NHWC
+    (benchmarks/gpu.py); CPUs keep the layout their figures were measured with (NCHW)."""
+    return device.type == "cuda" if train.channels_last == AUTO else bool(train.channels_last)
+
+
+def compile_mode(train: TrainSettings, device: torch.device, steps_left: int) -> str | None:
+    """The torch.compile mode for a fit with steps_left optimizer steps, or None (eager)."""
+    if train.compile != AUTO:
+        return train.compile
+    # activation checkpointing and compile are not supported together: auto stays eager there
+    pays = device.type == "cuda" and not train.activation_checkpointing
+    return "default" if pays and steps_left >= COMPILE_PAYS_AFTER_STEPS else None
+
+
 def prepare_model(model: VAE, device: torch.device, train: TrainSettings) -> VAE:
     """The model on its device, in channels-last layout, with checkpointed activations and
-    compiled, as the config asks.
+    compiled, as the config asks (train.compile=auto is decided by Trainer.fit, which knows the
+    fit's length).
 
     Module.compile compiles forward in place: parameter names and the state dict stay those of
     the eager model, so checkpoints and the logged model load the same either way.
     """
     mode = train.compile
-    if mode is not None and mode not in COMPILE_MODES:
-        raise ConfigError(f"train.compile={mode!r} is not one of {', '.join(COMPILE_MODES)} (or null: eager)")
+    if mode is not None and mode != AUTO and mode not in COMPILE_MODES:
+        raise ConfigError(f"train.compile={mode!r} is not one of {AUTO}, {', '.join(COMPILE_MODES)} "
+                          f"(or null: eager)")
     model = model.to(device)
-    if train.channels_last:
+    if uses_channels_last(train, device):
         model = model.to(memory_format=torch.channels_last)
     if train.activation_checkpointing:
         checkpoint_blocks(model)
-    if mode is not None:
+    if mode is not None and mode != AUTO:
         model.compile(mode=mode)
     return model
 
@@ -140,12 +135,13 @@ class Validation:
 
 def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device, precision: Precision,
                   keep_means: bool = False, tasks: tuple[str, ...] = ()) -> Validation:
-    """Mean loss terms over a loader, eval mode, no gradients, full KL weight (AFTER_WARMUP)."""
+    """Mean loss terms over a loader, eval mode, no gradients, full KL weight (AFTER_WARMUP).
+    Sums and means stay on the device until the pass ends: one wait for it, not one per batch."""
     model.eval()
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}
     count = 0
-    means: list[np.ndarray] = []
-    labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
+    means: list[torch.Tensor] = []
+    labels: dict[str, list[torch.Tensor]] = {task: [] for task in tasks}
     with torch.no_grad():
         for batch in loader:
             batch = to_device(batch, device)
@@ -154,16 +150,16 @@ def evaluate_loss(model: VAE, loader: DataLoader, device: torch.device, precisio
             terms = model.loss(batch, out, AFTER_WARMUP)
             size = batch["mel"].shape[0]
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * size
+                sums[name] = sums.get(name, 0.0) + value.float() * size
             count += size
             if keep_means:  # in eval mode forward's mu is exactly model.embed(batch)
-                means.append(out.mu.float().cpu().numpy())
+                means.append(out.mu.float())
                 for task in tasks:
-                    labels[task].append(batch[task].cpu().numpy())
-    result = Validation({name: value / count for name, value in sums.items()})
+                    labels[task].append(batch[task])
+    result = Validation({name: float(value) / count for name, value in sums.items()})
     if keep_means:
-        result.means = np.concatenate(means)
-        result.labels = {task: np.concatenate(v) for task, v in labels.items()}
+        result.means = torch.cat(means).cpu().numpy()
+        result.labels = {task: torch.cat(v).cpu().numpy() for task, v in labels.items()}
     return result
 
 
@@ -199,16 +195,18 @@ def lr_groups(params: Iterable[torch.nn.Parameter], train: TrainSettings) -> lis
     return [{"params": members, "lr": train.lr * scale} for scale, members in groups.items()]
 
 
-def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, batches: int) -> None:
+def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, batches: int,
+                        precision: Precision) -> None:
     """BatchNorm's running statistics recomputed over (at most `batches` batches of) the train
     windows with the epoch's final weights (torch's update_bn: reset, then a cumulative average
-    over one forward pass; the cap bounds its cost on large corpora, as fvcore's PreciseBN does).
+    over one forward pass; the cap bounds its cost on large corpora, as fvcore's PreciseBN does),
+    in the precision the steps run in.
 
     The running averages (momentum 0.1) trail weights that move every step; eval mode reads them,
     and the conv VAEs' mu layers sum 163,840 normalised features, so a lag in them moved the
     eval-mode latent means far from the train-mode ones (val KL 1,650 against train 275 after two
     epochs at lr 1e-3). Costs a forward pass over those windows, no backward."""
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         first = itertools.islice(loader, batches)
         torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in first), model)
 
@@ -243,6 +241,27 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
     return True
 
 
+class PhaseClock:
+    """Seconds of each part of an epoch (train/seconds/<part>): where an epoch's time goes. On
+    CUDA each lap waits for the device, so a part's queued kernels are counted in it (a handful
+    of waits an epoch, none between steps)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, part: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.laps[f"train/seconds/{part}"] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
 class Trainer:
     """Fits one model; resumable from checkpoint_dir/last.pt."""
 
@@ -252,12 +271,14 @@ class Trainer:
         train = config.train
         self.config = config
         self.device = resolve_device(train.device)
-        self.precision = choose_precision(self.device, train.amp)
+        self.precision = choose_precision(self.device, train.amp, train.amp_dtype)
         if train.lean_host_memory:
             map_large_allocations()
         self.model = prepare_model(model, self.device, train)
         self.optimizer = make_optimizer(model.parameters(), train, self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision.scaler else None
+        self.scaler = make_scaler(self.device, self.precision, model.reconstructed_features)
+        self.calibration = ScaleCalibration()
+        self.compiled = train.compile not in (None, AUTO)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoints = checkpoint.Writer(self.checkpoint_dir,
                                              writes_in_background(train.async_checkpoint, self.device),
@@ -282,6 +303,7 @@ class Trainer:
             self.optimizer.load_state_dict(saved["optimizer"])
         if self.scaler is not None and saved["scaler"] is not None:
             self.scaler.load_state_dict(saved["scaler"])
+            self.calibration = ScaleCalibration(calibrated=True)
         torch.set_rng_state(saved["torch_rng"])
         self.state = saved["state"]
         self.checkpoints.written_epoch = self.state.epoch
@@ -289,41 +311,64 @@ class Trainer:
 
     def _train_epoch(self, loader: DataLoader, epoch: int) -> dict[str, float]:
         """Mean loss terms of the epoch; with a GradScaler also 'amp_scale' (its scale at the
-        end) and 'skipped_steps' (steps it skipped for overflowed gradients)."""
+        end), 'skipped_steps' (steps it skipped for overflowed gradients once calibrated) and
+        'amp_calibration_steps' (those it skipped finding its scale).
+
+        On CUDA nothing here waits for the GPU: loss sums stay on the device and the losses are
+        checked for non-finite values at the epoch's end (the first bad batch is still named),
+        so the host queues the next steps while the GPU runs this one. The CPU checks each step:
+        waiting costs it nothing, and a diverged step stops the epoch at once."""
         self.model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
+        totals: list[torch.Tensor] = []
         count = steps = skipped = 0
         clip = self.config.train.grad_clip
+        check_each_step = self.device.type != "cuda"
         for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
             batch = to_device(batch, self.device)
             with autocast(self.device, self.precision):
                 out = self.model(batch)
             terms = self.model.loss(batch, out, epoch)  # float32 outside autocast
-            if not torch.isfinite(terms["total"]):
-                raise NonFiniteLoss(
-                    f"non-finite loss at epoch {epoch}, batch {step} "
-                    f"({ {k: float(v.detach()) for k, v in terms.items()} }); the last good checkpoint is "
-                    f"{self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
-                    f"{self.config.train.lr}) or train.grad_clip and resume or rerun.")
+            totals.append(terms["total"].detach())
+            if check_each_step:
+                self._check_finite(totals[-1:], epoch, step)
             stepped = optimizer_step(terms["total"], self.optimizer, self.scaler,
                                      self.model.parameters(), clip)
-            steps, skipped = steps + 1, skipped + (not stepped)
+            steps += 1
+            if self.scaler is not None:
+                skipped += self.calibration.record(stepped)
             self.model.constrain_()
             self._measure_startup()
             size = batch["mel"].shape[0]
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * size
             count += size
-        means = {name: value / count for name, value in sums.items()}
+        if totals and not check_each_step:
+            self._check_finite(totals, epoch, 0)
+        means = {name: float(value) / count for name, value in sums.items()}
         if self.scaler is None:
             return means
-        if steps and skipped == steps:
+        scale = self.scaler.get_scale()
+        if self.calibration.hopeless(scale) or (steps and skipped == steps):
             raise EveryStepSkipped(
                 f"every one of the {steps} optimizer steps of epoch {epoch} was skipped: the float16 "
-                f"gradients overflowed at every GradScaler scale down to {self.scaler.get_scale():g}, "
-                f"so the weights did not change. Train in float32 (train.amp=false) or lower "
-                f"train.lr; the last good checkpoint is {self.checkpoint_dir / checkpoint.LAST}")
-        return means | {"amp_scale": self.scaler.get_scale(), "skipped_steps": float(skipped)}
+                f"gradients overflowed at every GradScaler scale down to {scale:g}, so the weights did "
+                f"not change. Train in bfloat16 or float32 (train.amp_dtype=bfloat16, or train.amp=false) "
+                f"or lower train.lr; the last good checkpoint is {self.checkpoint_dir / checkpoint.LAST}")
+        return means | {"amp_scale": scale, "skipped_steps": float(skipped),
+                        "amp_calibration_steps": float(self.calibration.calibration_steps)}
+
+    def _check_finite(self, totals: list[torch.Tensor], epoch: int, first_step: int) -> None:
+        """Raise NonFiniteLoss naming the first batch (counted from first_step) whose loss is not
+        finite; one wait for the device for the whole list."""
+        finite = torch.isfinite(torch.stack(totals)).cpu()
+        if bool(finite.all()):
+            return
+        bad = int((~finite).nonzero()[0, 0])
+        raise NonFiniteLoss(
+            f"non-finite loss at epoch {epoch}, batch {first_step + bad} ({float(totals[bad])}); the last "
+            f"good checkpoint is {self.checkpoint_dir / checkpoint.LAST}. Lower train.lr (now "
+            f"{self.config.train.lr}) or train.grad_clip and resume or rerun.")
 
     def _measure_startup(self) -> None:
         """Seconds from this process's start to its first optimizer step done (imports, config,
@@ -381,17 +426,22 @@ class Trainer:
         train = self.config.train
         patience = train.early_stopping_patience
         initial = self.initial_reconstruction(train_loader, val_loader) if self.state.epoch < 0 else {}
+        self._compile_if_it_pays(train_loader)
         for epoch in range(self.state.epoch + 1, train.epochs):
             if self.state.epochs_without_improvement >= patience:
                 break
-            started = time.perf_counter()
+            clock = PhaseClock(self.device)
             self.checkpoints.forget()  # an epoch not yet written can no longer be
             reseed_for_epoch(train_loader, self.config.seed, epoch)
             train_terms = self._train_epoch(train_loader, epoch)
+            clock.lap("steps")
             if train.precise_bn_batches:
-                recompute_batchnorm(self.model, train_loader, self.device, train.precise_bn_batches)
+                recompute_batchnorm(self.model, train_loader, self.device, train.precise_bn_batches,
+                                    self.precision)
+                clock.lap("batchnorm")
             validation = evaluate_loss(self.model, val_loader, self.device, self.precision,
                                        keep_means=self.epoch_scorer is not None, tasks=self.tasks)
+            clock.lap("validation")
             val_terms = validation.terms
             if not math.isfinite(val_terms["total"]):
                 raise NonFiniteLoss(f"non-finite validation loss at epoch {epoch}: {val_terms}; "
@@ -407,18 +457,32 @@ class Trainer:
             metrics |= {f"val/{'loss' if k == 'total' else k}": v for k, v in val_terms.items()}
             metrics |= {"train/recon_per_feature": self.per_feature(train_terms),
                         "val/recon_per_feature": self.per_feature(val_terms),
-                        "train/kl_weight": self.model.kl_weight(epoch),
-                        "train/epoch_seconds": time.perf_counter() - started}
+                        "train/kl_weight": self.model.kl_weight(epoch)}
             metrics |= initial  # with the first epoch's metrics: logged before any other
             initial = {}
             if self.epoch_scorer is not None:
                 metrics |= self.epoch_scorer(validation.means, validation.labels)
+                clock.lap("scoring")
             if self.startup_seconds is not None:
                 metrics["train/startup_seconds"], self.startup_seconds = self.startup_seconds, None
+            metrics["train/epoch_seconds"] = clock.total()
             self.state.history.append({"epoch": epoch, **metrics})
             self.checkpoints.save(self.config.model.name, self.config, self.state, self.model,
                                   self.optimizer, self.scaler, self.run_id, best=improved)
+            clock.lap("checkpoint")
+            metrics |= clock.laps
+            self.state.history[-1] |= clock.laps
             self.on_epoch(metrics, epoch)
+
+    def _compile_if_it_pays(self, train_loader: DataLoader) -> None:
+        """train.compile=auto: compile now if this fit is long enough to pay for it (compile_mode)."""
+        train = self.config.train
+        if self.compiled or train.compile != AUTO or self.device.type != "cuda":
+            return
+        mode = compile_mode(train, self.device, (train.epochs - self.state.epoch - 1) * len(train_loader))
+        if mode is not None:
+            self.model.compile(mode=mode)
+            self.compiled = True
 
     def load_best(self) -> None:
         """Put the best-validation weights back into the model (after fit)."""
