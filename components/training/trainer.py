@@ -80,6 +80,8 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
 # compiling took 24 s for conv_vae on an H200 and saved 2.1 ms of a 10.4 ms bf16 channels-last step
 # (3,076 -> 3,878 samples/s at batch 32), so it pays after ~11,000 steps (benchmarks/gpu.py).
 COMPILE_PAYS_AFTER_STEPS = 11_000
+# Batches of each split the reconstruction at initialisation is measured on.
+INITIAL_BATCHES = 8
 
 
 def uses_channels_last(train: TrainSettings, device: torch.device) -> bool:
@@ -416,10 +418,12 @@ class Trainer:
         return terms.get("recon_audio", terms["recon"]) / self.model.reconstructed_features
 
     def initial_reconstruction(self, train_loader: DataLoader, val_loader: DataLoader) -> dict[str, float]:
-        """Reconstruction per feature of the weights training starts from, on train and val (eval
-        mode): the baseline every later epoch is read against."""
-        return {f"{split}/recon_per_feature_init": self.per_feature(
-                    evaluate_loss(self.model, loader, self.device, self.precision).terms)
+        """Reconstruction per feature of the weights training starts from, on (at most
+        INITIAL_BATCHES batches of) train and val, eval mode: the baseline every later epoch is
+        read against. A sample, since a full pass cost more than the first training step (19 s of
+        the demo's start-up on a CPU, benchmarks/README.md) and a baseline needs no more."""
+        return {f"{split}/recon_per_feature_init": self.per_feature(evaluate_loss(
+                    self.model, itertools.islice(loader, INITIAL_BATCHES), self.device, self.precision).terms)
                 for split, loader in (("train", train_loader), ("val", val_loader))}
 
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
