@@ -17,9 +17,10 @@ have passed (the JSON is rewritten after every architecture, so a cut-off run ke
      over a synthetic feature cache the size of the report's corpus after its split (1,008 train
      and 216 val windows of 180 songs), against a bare loop of the same steps on batches already
      on the GPU (forward, loss, backward, clip, fused Adam; nothing else). fit_over_bare = bare
-     seconds / whole fit seconds; epoch_over_bare_epoch the same for an epoch after the first (the median), without the one-off
-     costs (the reconstruction at initialisation, the first and the final checkpoint). The fit's
-     own per-epoch parts (train/seconds/*) show where the rest goes;
+     seconds / whole fit seconds; epoch_over_bare_epoch the same for an epoch after the first
+     (the median), without the one-off costs (the reconstruction at initialisation, the first
+     and the final checkpoint). The fit's own per-epoch parts (train/seconds/*) show where the
+     rest goes;
 then, if --e2e is given, that command (benchmarks/gpu_e2e.sh: a training run of conv_vae on the
 recorded music corpus, logged to MLflow, which writes the run's metrics to the JSON path it is
 given) and those metrics; then
