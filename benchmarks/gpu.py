@@ -250,6 +250,8 @@ def fit_section(name: str, base: torch.nn.Module, config: Experiment, cache: Fea
               "parts_s": {p.removeprefix("train/seconds/"): [round(h.get(p, 0.0), 3) for h in history]
                           for p in parts},
               "skipped_steps": [h.get("train/skipped_steps") for h in history],
+              "initial_s": round(history[0].get("train/seconds/initial", 0.0), 3),
+              "final_write_s": round(trainer.final_write_seconds, 3),
               "val_loss": [round(h["val/loss"], 1) for h in history]}
     batches = list(train)  # on the device already when data_on_device holds them there
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]

@@ -76,7 +76,8 @@ def train(config: Experiment, on_epoch: MetricsCallback | None = None) -> TrainR
             train_loader, config, trainer.device, trainer.precision, checkpoint_dir(config, "pretrain"),
             cache.dataset_digest, tracking.log_metrics)))
     tracking.log_params({"model.parameter_count": count_parameters(model)})
-    tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason)
+    tracking.log_environment(trainer.device, trainer.precision.label, trainer.precision.reason,
+                             trainer.choices(train_loader))
     state = trainer.fit(train_loader, loader_for(val_set, config, False, trainer.device))
 
     trainer.load_best()

@@ -60,6 +60,10 @@ def test_train_logs_a_complete_run_with_a_loadable_model(tmp_path, corpus, mlflo
     assert params["train.lr"] == "0.001" and params["model.name"] == "conv_vae"
     assert int(params["model.parameter_count"]) > 0 and "data.cache_digest" in params
     assert {"device", "config_hash", "precision"} <= set(run.data.tags)
+    # what the auto settings chose on this CPU: NCHW, eager, windows read from the cache
+    chosen = [run.data.tags[k] for k in ("channels_last", "compile", "data_on_device")]
+    assert chosen == ["False", "eager", "False"]
+    assert {"train/seconds/steps", "train/seconds/validation", "train/seconds/checkpoint"} <= set(metrics)
     assert not any(name.startswith(("genre/", "language/", "baseline/")) for name in run.data.metrics)
     assert [params[f"data.{split}_songs"] for split in ("train", "val", "test")] == ["4", "4", "4"]
     (dataset_input,) = run.inputs.dataset_inputs

@@ -238,9 +238,11 @@ def log_config(config: Experiment, files: list[Path]) -> None:
     mlflow.log_text(yaml.safe_dump(shown, sort_keys=False), "config/resolved.yaml")
 
 
-def log_environment(device: torch.device, precision_label: str, precision_reason: str) -> None:
+def log_environment(device: torch.device, precision_label: str, precision_reason: str,
+                    choices: dict[str, str] | None = None) -> None:
+    """Tags of what the run ran on and what the auto settings chose there (choices)."""
     tags = {"device": str(device), "precision": precision_label, "precision_reason": precision_reason,
-            "torch": torch.__version__}
+            "torch": torch.__version__, **(choices or {})}
     if device.type == "cuda":
         tags["gpu"] = torch.cuda.get_device_name(device)
     commit = _git_commit()

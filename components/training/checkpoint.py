@@ -98,19 +98,26 @@ def _write(directory: Path, payload: dict[str, Any], best: bool,
     os.replace(tmp, directory / LAST)
 
 
-def _host_copy(value: Any) -> Any:
+def _host_copy(value: Any, buffers: dict[str, torch.Tensor], key: str = "") -> Any:
     """The payload with every tensor copied to host memory, so training can go on mutating the
-    originals (in place, on the GPU or CPU) while the copy is written."""
+    originals (in place, on the GPU or CPU) while the copy is written. GPU tensors go into pinned
+    buffers kept in `buffers` and reused by the next write (which waits for this one first):
+    a pinned copy ran at the bus's speed where a pageable one took 1.3 s for VaDE's 2.0 GB on an
+    H200 (benchmarks/gpu.py), and pinning is paid once."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
+        if not value.is_cuda:
+            return value.detach().to("cpu", copy=True)
+        buffer = buffers.get(key)
+        if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
+            buffer = buffers[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+        return buffer.copy_(value.detach(), non_blocking=True)
     if isinstance(value, dict):
-        return {k: _host_copy(v) for k, v in value.items()}
+        return {k: _host_copy(v, buffers, f"{key}/{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_host_copy(v) for v in value)
+        return type(value)(_host_copy(v, buffers, f"{key}/{i}") for i, v in enumerate(value))
     return value
 
 
-# With train.checkpoint_every=auto, the share of the fit the loop may spend on checkpoint writes.
 AUTO_SHARE = 0.05
 
 
@@ -155,6 +162,7 @@ class Writer:
         self._unwritten: tuple[dict[str, Any], bool] | None = None  # (payload by reference, best)
         self._best_weights: dict[str, torch.Tensor] | None = None  # host buffers, reused
         self._best_payload: dict[str, Any] | None = None  # best epoch not yet in best.pt
+        self._host_buffers: dict[str, torch.Tensor] = {}  # pinned copies of GPU tensors, reused
         remove_partial_writes(directory)
 
     @property
@@ -164,8 +172,11 @@ class Writer:
     def save(self, model_name: str, config: Experiment, state: TrainState, model: torch.nn.Module,
              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
              run_id: str | None, best: bool) -> None:
-        """Record the epoch that just ended (state.epoch); write it when it is an every-th one."""
-        self.wait()
+        """Record the epoch that just ended (state.epoch); write it when it is an every-th one.
+        A write still in flight is waited for only by the next write (flush), so an epoch that is
+        not written never waits on the disk; one that failed raises here once it is done."""
+        if self._pending is not None and self._pending.done():
+            self.wait()
         payload = _payload(model_name, config, state, model, optimizer, scaler, run_id)
         self._unwritten = (payload, best)
         if self._due(state.epoch):
@@ -205,9 +216,13 @@ class Writer:
             payload = _finished(payload)
         if self._executor is None:
             _write(self.directory, payload, best, earlier_best)
-        else:  # earlier_best is already a host copy, which only a later save overwrites (after wait)
-            self._pending = self._executor.submit(self._timed_write, _host_copy(payload), best,
-                                                  earlier_best)
+        else:
+            copy = _host_copy(payload, self._host_buffers)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # the non-blocking copies are done before the thread reads
+            if earlier_best is not None:  # the thread reads these host buffers: the next best gets new ones
+                self._best_weights = None
+            self._pending = self._executor.submit(self._timed_write, copy, best, earlier_best)
         self._written_at = time.perf_counter()
         self._write_seconds = self._written_at - started
 

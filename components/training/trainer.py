@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from components.config import ConfigError
 from components.data.dataset import reseed_for_epoch
+from components.data.device_windows import DeviceWindows
 from components.models.base import AFTER_WARMUP, VAE, Batch
 from components.settings import Experiment, TrainSettings
 from components.training import checkpoint
@@ -77,9 +78,10 @@ def writes_in_background(setting: str, device: torch.device) -> bool:
 
 
 # train.compile=auto compiles on CUDA only when the fit has at least this many optimizer steps left:
-# compiling took 24 s for conv_vae on an H200 and saved 2.1 ms of a 10.4 ms bf16 channels-last step
-# (3,076 -> 3,878 samples/s at batch 32), so it pays after ~11,000 steps (benchmarks/gpu.py).
-COMPILE_PAYS_AFTER_STEPS = 11_000
+# on an H200 compiling conv_vae took 20.7 s and saved 0.73 ms of a 10.4 ms bf16 channels-last step
+# at batch 32, so it pays after ~28,000 steps (the report's corpus trains 3,200 in 100 epochs);
+# basic_vae and the CVAEs ran slower compiled (benchmarks/results/gpu_nvidia_h200.json).
+COMPILE_PAYS_AFTER_STEPS = 28_000
 # Batches of each split the reconstruction at initialisation is measured on.
 INITIAL_BATCHES = 8
 
@@ -291,6 +293,7 @@ class Trainer:
         self.tasks = tasks
         self.state = TrainState()
         self.startup_seconds: float | None = None
+        self.final_write_seconds: float | None = None  # the last.pt written when fit ended
 
     def resume(self) -> bool:
         """Load checkpoint_dir/last.pt when it exists; True when training continues from it, after
@@ -408,8 +411,10 @@ class Trainer:
                       f"finished one was {self.state.epoch}: a resume trains epochs {written + 1}-"
                       f"{self.state.epoch} again", file=sys.stderr)
             raise
+        started = time.perf_counter()
         self.checkpoints.flush(finished=True)
         self.checkpoints.wait()
+        self.final_write_seconds = time.perf_counter() - started
         return self.state
 
     def per_feature(self, terms: dict[str, float]) -> float:
@@ -429,7 +434,10 @@ class Trainer:
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
         train = self.config.train
         patience = train.early_stopping_patience
+        started = time.perf_counter()
         initial = self.initial_reconstruction(train_loader, val_loader) if self.state.epoch < 0 else {}
+        if initial:
+            initial["train/seconds/initial"] = time.perf_counter() - started
         self._compile_if_it_pays(train_loader)
         for epoch in range(self.state.epoch + 1, train.epochs):
             if self.state.epochs_without_improvement >= patience:
@@ -477,6 +485,14 @@ class Trainer:
             metrics |= clock.laps
             self.state.history[-1] |= clock.laps
             self.on_epoch(metrics, epoch)
+
+    def choices(self, train_loader: Iterable[Batch]) -> dict[str, str]:
+        """What the auto settings resolve to for this fit (logged as the run's tags)."""
+        train = self.config.train
+        steps_left = (train.epochs - self.state.epoch - 1) * len(train_loader)
+        return {"channels_last": str(uses_channels_last(train, self.device)),
+                "compile": str(compile_mode(train, self.device, steps_left) or "eager"),
+                "data_on_device": str(isinstance(train_loader, DeviceWindows))}
 
     def _compile_if_it_pays(self, train_loader: DataLoader) -> None:
         """train.compile=auto: compile now if this fit is long enough to pay for it (compile_mode)."""
