@@ -23,11 +23,14 @@ def _batches(model, count: int, seed: int = 0) -> list[dict]:
             for _ in range(count)]
 
 
-@pytest.mark.parametrize("writes", ["inline", "background"])
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, writes):
+@pytest.mark.parametrize(("writes", "each_step"), [("inline", True), ("background", True),
+                                                 ("background", False)])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, writes, each_step):
+    """each_step False: the check a GPU makes, once at the epoch's end, still names the batch."""
     config = tiny_config("basic_vae", "train.epochs=3", f"train.async_checkpoint={writes}")
     model = build_model("basic_vae", config)
     trainer = Trainer(model, config, tmp_path / "ckpt")
+    trainer.check_each_step = each_step
     good = _batches(model, 2)
     trainer.fit(good, good[:1])
     assert trainer.state.epoch == 2

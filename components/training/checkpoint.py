@@ -100,17 +100,15 @@ def _write(directory: Path, payload: dict[str, Any], best: bool,
 
 def _host_copy(value: Any, buffers: dict[str, torch.Tensor], key: str = "") -> Any:
     """The payload with every tensor copied to host memory, so training can go on mutating the
-    originals (in place, on the GPU or CPU) while the copy is written. GPU tensors go into pinned
-    buffers kept in `buffers` and reused by the next write (which waits for this one first):
-    a pinned copy ran at the bus's speed where a pageable one took 1.3 s for VaDE's 2.0 GB on an
-    H200 (benchmarks/gpu.py), and pinning is paid once."""
+    originals (in place, on the GPU or CPU) while the copy is written. The copies go into buffers
+    kept in `buffers` and reused by the next write (which waits for this one first), pinned for
+    GPU tensors: a pageable copy took 1.3 s for VaDE's 2.0 GB on an H200 (benchmarks/gpu.py), and
+    pinning is paid once."""
     if isinstance(value, torch.Tensor):
-        if not value.is_cuda:
-            return value.detach().to("cpu", copy=True)
         buffer = buffers.get(key)
         if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
-            buffer = buffers[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-        return buffer.copy_(value.detach(), non_blocking=True)
+            buffer = buffers[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=value.is_cuda)
+        return buffer.copy_(value.detach(), non_blocking=value.is_cuda)
     if isinstance(value, dict):
         return {k: _host_copy(v, buffers, f"{key}/{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -294,6 +294,9 @@ class Trainer:
         self.state = TrainState()
         self.startup_seconds: float | None = None
         self.final_write_seconds: float | None = None  # the last.pt written when fit ended
+        # Non-finite losses: checked after every step where waiting for it is free (CPU), once an
+        # epoch where a wait would stall the device's queue (CUDA).
+        self.check_each_step = self.device.type != "cuda"
 
     def resume(self) -> bool:
         """Load checkpoint_dir/last.pt when it exists; True when training continues from it, after
@@ -328,7 +331,7 @@ class Trainer:
         totals: list[torch.Tensor] = []
         count = steps = skipped = 0
         clip = self.config.train.grad_clip
-        check_each_step = self.device.type != "cuda"
+        check_each_step = self.check_each_step
         for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
             batch = to_device(batch, self.device)
             with autocast(self.device, self.precision):
