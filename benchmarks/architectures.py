@@ -1,12 +1,15 @@
 """Every architecture on the demo corpus: epoch wall time on this machine, clustering scores, and
 the training memory each needs at the report's full size (batch 32, 128 x 1292).
 
-    python -m benchmarks.architectures [--epochs 3] [--models conv_vae,vade]
+    python -m benchmarks.architectures [--epochs 3] [--models conv_vae,vade] [--data demo]
+                                       [--overrides 'k=v ...'] [--out FILE]
 
 Memory without a GPU is an estimate, said as such: parameters + gradients + Adam's two moments
 (4 x 4 bytes per parameter) plus the activations kept for backward, measured with forward hooks
-on one example and scaled to 32 (float32; float16 AMP halves the activation part).
-Writes benchmarks/results/architectures.json and prints the tables of benchmarks/README.md.
+on one example and scaled to 32 (float32; float16 AMP halves the activation part), for each model
+of --models. --overrides change the config of the training runs and of the estimates (at the
+report's size unless they change the features). Writes benchmarks/results/architectures.json (or
+--out) and prints the tables of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import mlflow
 import torch
@@ -29,13 +33,15 @@ EXPERIMENT = "architectures-benchmark"
 GB = 2**30
 
 
-def activation_bytes(name: str) -> int:
-    """Bytes of every module output of one full-size example in train mode (float32)."""
-    model = build_model(name).train()
+def activation_bytes(name: str, overrides: list[str]) -> int:
+    """Bytes of every module output of one example (full size unless overrides) in train mode
+    (float32)."""
+    config = load_config(name, overrides)
+    model = build_model(name, config).train()
     n_mels, frames = model.input_shape
     batch = {"mel": torch.randn(2, 1, n_mels, frames), "genre": torch.tensor([0, 1]),
-             "language": torch.tensor([0, 1]), "lyrics": torch.randn(2, load_config(name)["model"]
-                                                                      ["lyrics_dim"] or 1),
+             "language": torch.tensor([0, 1]),
+             "lyrics": torch.randn(2, getattr(config.model, "lyrics_dim", None) or 1),
              "has_lyrics": torch.tensor([True, False])}
     total = 0
 
@@ -51,12 +57,12 @@ def activation_bytes(name: str) -> int:
     return total // 2  # two examples ran (BatchNorm needs more than one)
 
 
-def memory_estimates() -> dict[str, dict[str, float]]:
+def memory_estimates(names: list[str], overrides: list[str]) -> dict[str, dict[str, float]]:
     estimates = {}
-    for name in MODELS:
-        params = count_parameters(build_model(name))
+    for name in names:
+        params = count_parameters(build_model(name, load_config(name, overrides)))
         states = params * 4 * 4
-        activations = activation_bytes(name) * 32
+        activations = activation_bytes(name, overrides) * 32
         estimates[name] = {"parameters": params, "weights_grads_adam_gb": round(states / GB, 2),
                            "activations_fp32_gb": round(activations / GB, 2),
                            "total_fp32_gb": round((states + activations) / GB, 2),
@@ -64,27 +70,33 @@ def memory_estimates() -> dict[str, dict[str, float]]:
     return estimates
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--models", default=",".join(MODELS))
-    args = p.parse_args()
+    p.add_argument("--data", default="", help="data.source of the runs (default: the config's, the demo)")
+    p.add_argument("--overrides", default="", help="extra key=value config overrides for every run and "
+                   "estimate, 'k=v k=v'")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
+    names = args.models.split(",")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment(EXPERIMENT)
     os.environ["MLFLOW_EXPERIMENT_ID"] = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     epoch_seconds = {}
-    for name in args.models.split(","):
-        overrides = [f"train.epochs={args.epochs}", "tracking.system_metrics=false"]
+    for name in names:
+        overrides = [f"train.epochs={args.epochs}", "tracking.system_metrics=false", *args.overrides.split()]
         if name == "vade":
             overrides.append(f"model.pretrain_epochs={args.epochs}")
-        run_id = train(["--model", name, "--overrides", " ".join(overrides)])
+        run_id = train(["--model", name, "--data", args.data, "--overrides", " ".join(overrides)])
         history = mlflow.MlflowClient().get_metric_history(run_id, "train/epoch_seconds")
         epoch_seconds[name] = round(sum(m.value for m in history) / len(history), 1)
     table = comparison_table(latest_training_runs(EXPERIMENT))
-    result = {"epochs": args.epochs, "epoch_seconds": epoch_seconds, "memory": memory_estimates(),
+    result = {"epochs": args.epochs, "epoch_seconds": epoch_seconds,
+              "memory": memory_estimates(names, args.overrides.split()),
               "comparison": json.loads(table.to_json(orient="records"))}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(to_markdown(table))
     print("| model | parameters | s / epoch (this CPU) | weights+grads+Adam GB | activations GB (fp32) "
           "| total GB fp32 | total GB AMP | fits 12 GB |\n|---|---|---|---|---|---|---|---|")

@@ -1,12 +1,12 @@
 """How long a command line takes to refuse a config typo, against a bare interpreter and against
 importing torch, in the same run (each command a fresh process, interleaved, median of N).
 
-    python -m benchmarks.config_check [--repeats 7]
+    python -m benchmarks.config_check [--repeats 7] [--out FILE]
 
 Both a typo in a shared key (`--eval.method kmean`) and one in an architecture's own key
 (`--model.fusion concat`, checked against its Settings class read from its source) are refused
 before the architecture's module, torch or MLflow is imported. Writes
-benchmarks/results/config_check.json.
+benchmarks/results/config_check.json (or --out).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from components.config import PROJECT_ROOT
 
@@ -31,10 +32,11 @@ COMMANDS = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
     seconds: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for _ in range(args.repeats):  # interleaved, so a noisy moment hits every command alike
         for name, command in COMMANDS.items():
@@ -48,7 +50,7 @@ def main() -> None:
     torch_import = median["import torch"]
     result = {"repeats": args.repeats, "median_seconds": median,
               "over_import_torch": {name: round(value / torch_import, 2) for name, value in median.items()}}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

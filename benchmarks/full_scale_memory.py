@@ -2,6 +2,8 @@
 minutes, about 2107 windows of 128 x 1292) prepared, then conv_vae trained on it for one epoch.
 
     python -m benchmarks.full_scale_memory [--songs-per-cell 15] [--seconds 235] [--epochs 1]
+        [--variants default,activation_checkpointing,activation_checkpointing_lean]
+        [--overrides k=v ...] [--out FILE]
 
 Each step runs as `python -m pipelines.<step>` in its own process; psutil samples the resident
 memory (RSS) of that process and of its whole tree (prepare's decode workers) every 0.2 s, and
@@ -10,8 +12,9 @@ steps of the same model at batch 32 on random windows in memory, also in its own
 memory the model's arithmetic needs whatever the platform does. Training and bare loop run
 per variant (--variants): the defaults, train.activation_checkpointing, and that with
 train.lean_host_memory; a variant not rerun keeps its numbers from the last results file.
-Also reports the float16 cache size on disk and the wall time of each step.
-Writes benchmarks/results/full_scale_memory.json.
+Also reports the float16 cache size on disk and the wall time of each step. --overrides change
+the config of every step (prepare, train, bare loop), e.g. the smoke test's smaller features.
+Writes benchmarks/results/full_scale_memory.json (or --out).
 """
 
 from __future__ import annotations
@@ -86,7 +89,9 @@ def bare_steps(model_name: str, batch_size: int, steps: int, overrides: list[str
     from components.training.trainer import make_optimizer, optimizer_step, prepare_model
 
     config = load_config(model_name, overrides)
-    config.model |= {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}
+    for key, value in {"num_classes": 3, "n_clusters": 3, "lyrics_dim": 64}.items():
+        if hasattr(config.model, key):  # the architecture's own settings that follow the data
+            setattr(config.model, key, value)
     if config.train.lean_host_memory:  # as the Trainer does
         map_large_allocations()
     model = prepare_model(build_model(model_name, config), torch.device("cpu"), config.train).train()
@@ -100,7 +105,7 @@ def bare_steps(model_name: str, batch_size: int, steps: int, overrides: list[str
         optimizer_step(terms["total"], optimizer, None, model.parameters(), config.train.grad_clip)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--songs-per-cell", type=int, default=15, help="x 12 language-genre cells")
     p.add_argument("--seconds", type=float, default=235.0, help="shortest song; the longest is +10 s")
@@ -111,8 +116,10 @@ def main() -> None:
     p.add_argument("--folder", type=Path, default=None,
                    help="keep the corpus here and reuse it on the next run (default: a temp folder)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="training settings to measure")
-    p.add_argument("--overrides", nargs="*", default=[], help="internal: config overrides of --bare-steps")
-    args = p.parse_args()
+    p.add_argument("--overrides", nargs="*", default=[],
+                   help="config overrides of every step, e.g. features.n_mels=16 (a variant adds its own)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
     if args.bare_steps:
         return bare_steps(args.model, 32, args.bare_steps, args.overrides)
     with tempfile.TemporaryDirectory(prefix="full-scale-") as tmp:
@@ -127,7 +134,8 @@ def main() -> None:
         env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT),
                             "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         common = ["--data", str(metadata), "--data.cache_dir", str(folder / "cache"),
-                  "--train.checkpoint_dir", str(folder / "checkpoints")]
+                  "--train.checkpoint_dir", str(folder / "checkpoints"),
+                  "--overrides", " ".join(args.overrides)]
         prepare = peak_memory([sys.executable, "-m", "pipelines.prepare", "--model", args.model, *common],
                               folder, env)
         (cache,) = (folder / "cache").iterdir()
@@ -141,8 +149,8 @@ def main() -> None:
                  *[part for item in overrides for part in (f"--{item.split('=')[0]}", item.split("=")[1])]],
                 folder, env) | {"epochs": args.epochs}
             bare[variant] = peak_memory([sys.executable, "-m", "benchmarks.full_scale_memory", "--model",
-                                         args.model, "--bare-steps", "3", "--overrides", *overrides],
-                                        folder, env)
+                                         args.model, "--bare-steps", "3", "--overrides", *args.overrides,
+                                         *overrides], folder, env)
         result = {
             "model": args.model, "songs": manifest["songs"], "windows": manifest["windows"],
             "window_hours": round(manifest["audio_seconds"] / 3600, 2),  # 30 s x windows (they overlap)
@@ -152,11 +160,11 @@ def main() -> None:
             "bare_loop_3_steps_batch_32": bare,
             "cores": os.cpu_count(), "machine_ram_gb": round(psutil.virtual_memory().total / GB, 1),
         }
-    if RESULTS.exists():  # variants not rerun keep their last numbers
-        last = json.loads(RESULTS.read_text())
+    if args.out.exists():  # variants not rerun keep their last numbers
+        last = json.loads(args.out.read_text())
         for key in ("train", "bare_loop_3_steps_batch_32"):
             result[key] = last.get(key, {}) | result[key]
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -3,6 +3,7 @@ on a corpus of recorded music, read against the same network untrained and again
 
     python -m benchmarks.learning [--corpora demo,/work/corpora_cache/recorded/metadata.csv]
                                   [--models conv_vae,vade] [--epochs 8] [--overrides 'k=v ...']
+                                  [--out FILE]
     python -m benchmarks.learning --rescore      # the table again from the runs of the last results
 
 Per (corpus, architecture), one `pipelines.train` run (its own train / val / test songs; the defaults'
@@ -11,7 +12,8 @@ reconstruction per feature of val at initialisation and at the best epoch (1.0 =
 mean), the best epoch, and on the TEST songs (song level, KMeans, the declared protocol) the NMI
 and AMI of the trained weights, of the same network untrained (mean +- std of eval.untrained_inits
 initialisations) and of MFCC statistics, each with its permutation chance level, p-value and
-bootstrap interval. Writes benchmarks/results/learning.json; prints the tables of benchmarks/README.md.
+bootstrap interval. Writes benchmarks/results/learning.json (or --out); prints the tables of
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -116,19 +119,20 @@ def corpus_name(source: str) -> str:
     return "demo" if source == "demo" else os.path.basename(os.path.dirname(os.path.abspath(source)))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpora", default="demo", help="comma-separated data sources: demo, metadata.csv paths")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--overrides", default="", help="extra key=value config overrides for every run")
     p.add_argument("--rescore", action="store_true", help="rebuild the table from the last results' runs")
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment(EXPERIMENT)
     os.environ["MLFLOW_EXPERIMENT_ID"] = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     runs: dict[str, dict[str, str]] = previous.get("runs", {}) if args.rescore else {}
     if not args.rescore:
         for source in args.corpora.split(","):
@@ -141,12 +145,12 @@ def main() -> None:
                 run_id = train(["--model", name, "--data", source, "--overrides", " ".join(overrides)])
                 runs.setdefault(corpus, {})[name] = run_id
                 # Written after every run: a long benchmark interrupted keeps what it measured.
-                RESULTS.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides,
+                args.out.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides,
                                                "runs": runs}, indent=2) + "\n")
     rows = [run_row(corpus, name, run_id) for corpus, named in runs.items() for name, run_id in named.items()]
     trained_at = {run_id: mlflow.get_run(run_id).data.tags.get("mlflow.source.git.commit")
                   for named in runs.values() for run_id in named.values()}
-    RESULTS.write_text(json.dumps({"epochs": previous.get("epochs") if args.rescore else args.epochs,
+    args.out.write_text(json.dumps({"epochs": previous.get("epochs") if args.rescore else args.epochs,
                                    "overrides": previous.get("overrides") if args.rescore else args.overrides,
                                    "runs": runs, "trained_at_commit": trained_at, "rows": rows},
                                   indent=2) + "\n")

@@ -2,26 +2,30 @@
 against the plain librosa loop a researcher writes first (load each file, then a mel
 spectrogram per 30 s window), all in minutes of audio per second.
 
-    python -m benchmarks.prepare_speed        (make bench)
+    python -m benchmarks.prepare_speed [--overrides k=v ...] [--out FILE]        (make bench)
 
-Writes benchmarks/results/prepare_speed.json and prints a markdown table for benchmarks/README.md.
+On the demo corpus at the default features unless --overrides change them (e.g. data.source=<a
+metadata.csv> and smaller features: what the smoke test runs). Writes
+benchmarks/results/prepare_speed.json (or --out) and prints a markdown table for benchmarks/README.md.
 Ratios, not absolute seconds, are what carries across machines: real-time factor = audio
 seconds processed per wall second of one process.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
 
-from components.config import PROJECT_ROOT, load_config, set_dotted
+from components.config import PROJECT_ROOT, load_config
 from components.data.audio import FeatureSpec, song_windows
 from components.data.catalog import read_catalog
 from components.data.preparation import prepare_features, resolve_source
@@ -44,8 +48,12 @@ def plain_librosa_loop(paths: list, spec: FeatureSpec) -> int:
     return made
 
 
-def main() -> None:
-    config = load_config("conv_vae")
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. features.n_mels=16")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
+    config = load_config("conv_vae", args.overrides)
     metadata = resolve_source(config.data)  # generates the demo corpus once if missing
     spec = config.features
     songs = read_catalog(metadata).songs
@@ -68,7 +76,7 @@ def main() -> None:
     plain = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory() as tmp:
-        set_dotted(config, "data.cache_dir", tmp)
+        config.data.cache_dir = tmp
         started = time.perf_counter()
         cache = prepare_features(config)
         cold = time.perf_counter() - started
@@ -90,7 +98,7 @@ def main() -> None:
         "audio_min_per_s_warm_prepare": round(audio_seconds / 60 / warm, 1),
         "cache_mb": round(size / 2**20, 1),
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("| measure | value |\n|---|---|")
     for key, value in result.items():
         print(f"| {key} | {value} |")

@@ -1,6 +1,6 @@
 """How much of each old score was selection and chance: the old protocol beside the declared one.
 
-    python -m benchmarks.protocol [--epochs 8] [--models conv_vae,vade] [--overrides 'k=v ...']
+    python -m benchmarks.protocol [--epochs 8] [--models conv_vae,vade] [--overrides 'k=v ...'] [--out FILE]
     python -m benchmarks.protocol --rescore      # the runs of the last results file, scored again
 
 Trains every architecture on the demo corpus (defaults, `--epochs` epochs), then scores the same
@@ -14,7 +14,7 @@ trained model two ways:
 Between them: the same validation windows scored by the declared method alone (what picking the
 best method added) and the window-level null that permutes songs, not windows. MFCC statistics
 run through both. A CVAE's score on its own label is shown, marked, and is no result in either.
-Writes benchmarks/results/protocol.json and prints the table of benchmarks/README.md.
+Writes benchmarks/results/protocol.json (or --out) and prints the table of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 
 from benchmarks.learning import logged_name, training_summary
-from components.config import PROJECT_ROOT
+from components.config import PROJECT_ROOT, logged_config
 from components.data.dataset import TASKS
 from components.data.lyrics import embed_lyrics
 from components.data.preparation import prepare_features
@@ -74,7 +75,7 @@ def score_run(run_id: str, seed: int) -> dict[str, dict[str, Any]]:
     read from the run's metrics)."""
     run = mlflow.get_run(run_id)
     served, _, _ = tracking.load_served_model(run.data.tags["model_uri"])
-    config, _ = tracking.training_run(run_id)
+    config = logged_config(tracking.training_run(run_id)[0])
     cache = prepare_features(config)
     lyrics = embed_lyrics(cache, config.lyrics, config.seed) if served.lyrics_dim else None
     test = served_scores(served, cache, "test", Protocol.from_config(config), config.seed, lyrics)
@@ -166,22 +167,23 @@ def run_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--overrides", default="", help="extra key=value config overrides for every run")
     p.add_argument("--rescore", action="store_true", help="score the runs named in the last results "
                    "file again (same tracking store) instead of training")
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
+    args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment(EXPERIMENT)
     os.environ["MLFLOW_EXPERIMENT_ID"] = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     rows: dict[str, dict[str, Any]] = {}
-    previous = json.loads(RESULTS.read_text()) if args.rescore else {}
+    previous = json.loads(args.out.read_text()) if args.rescore else {}
     runs = previous.get("runs", {})
-    for name in args.models.split(","):
+    for name in list(runs) if args.rescore else args.models.split(","):  # rescore: every run of the file
         if not args.rescore:
             overrides = [f"train.epochs={args.epochs}", "tracking.system_metrics=false",
                          *args.overrides.split()]
@@ -196,7 +198,7 @@ def main() -> None:
     trained_at = {name: mlflow.get_run(run_id).data.tags.get("mlflow.source.git.commit")
                   for name, run_id in runs.items()}
     trained = run_rows(runs)
-    RESULTS.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides, "runs": runs,
+    args.out.write_text(json.dumps({"epochs": args.epochs, "overrides": args.overrides, "runs": runs,
                                    "trained_at_commit": trained_at, "rows": ordered,
                                    "runs_logged": trained}, indent=2) + "\n")
     print(markdown(ordered))

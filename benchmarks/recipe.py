@@ -8,14 +8,14 @@ recipe does not train the conv VAEs.
 `fit` trains with the given overrides on the demo's train songs and validates on its val songs;
 `steps` takes 8 optimizer steps and prints, after each, the train-mode latent statistics and the
 eval-mode reconstruction of the batch. Appends one JSON line per call to
-benchmarks/results/recipe.jsonl.
+benchmarks/results/recipe.jsonl (or to --out FILE).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,20 +85,28 @@ def steps(name: str, overrides: list[str], count: int = 8) -> dict[str, Any]:
         with torch.no_grad():
             evaluated = model(batch)
             recon = model.reconstruction_error(evaluated.recon, batch["mel"]).mean()
-        rows.append({"step": step, "train_abs_mu": round(float(out.mu.abs().mean()), 3),
-                     "train_max_logvar": round(float(out.logvar.max()), 2), "train_kl": float(terms["kl"]),
+        mu, logvar, kl = out.mu.detach(), out.logvar.detach(), terms["kl"].detach()
+        rows.append({"step": step, "train_abs_mu": round(float(mu.abs().mean()), 3),
+                     "train_max_logvar": round(float(logvar.max()), 2), "train_kl": float(kl),
                      "eval_abs_mu": round(float(evaluated.mu.abs().mean()), 3),
                      "eval_recon_per_feature": round(float(recon) / model.reconstructed_features, 3)})
         print(rows[-1], flush=True)
     return {"steps": rows}
 
 
-def main() -> None:
-    mode, name, tag, *overrides = sys.argv[1:]
-    result = (fit if mode == "fit" else steps)(name, overrides)
-    line = {"mode": mode, "model": name, "tag": tag, "overrides": overrides, **result}
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file, appended to (default: "
+                   "%(default)s)")
+    p.add_argument("mode", choices=["fit", "steps"])
+    p.add_argument("model", choices=list(MODELS))
+    p.add_argument("tag", help="names the line in the results file")
+    p.add_argument("overrides", nargs="*", help="config overrides, key=value")
+    args = p.parse_args(argv)
+    result = (fit if args.mode == "fit" else steps)(args.model, args.overrides)
+    line = {"mode": args.mode, "model": args.model, "tag": args.tag, "overrides": args.overrides, **result}
     print(json.dumps({k: v for k, v in line.items() if k not in ("epochs", "steps")}))
-    with RESULTS.open("a") as out:
+    with args.out.open("a") as out:
         out.write(json.dumps(line) + "\n")
 
 

@@ -1,6 +1,7 @@
 """Start-up: seconds from `mlflow run` to the first training step, and where they go.
 
-    python -m benchmarks.startup [--model conv_vae] [--repeats 2]
+    python -m benchmarks.startup [--model conv_vae] [--repeats 2] [--data demo] [--overrides k=v ...]
+                                 [--out FILE]
 
 End to end: `mlflow run . -P model=<model> -P train.epochs=1 --env-manager local` on the demo
 corpus with its feature cache warm, into a temporary tracking store. psutil reads when the
@@ -11,8 +12,9 @@ finished its first optimizer step. The process is stopped once that metric is lo
 Inside the process, the phases are then timed one after another in a fresh interpreter
 (`--phases`): importing the training composition (pipelines.training_run), connecting to the
 tracking store and starting a run, the feature-cache check, building the model, and one training
-step at batch 32.
-Writes benchmarks/results/startup.json.
+step at batch 32. --data (another corpus) and --overrides (e.g. smaller features, for the smoke test)
+change the config of both: to `mlflow run` as its `-P data=...` and `-P overrides=...` parameters.
+Writes benchmarks/results/startup.json (or --out).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import chdir
 from pathlib import Path
 
 import psutil
@@ -35,15 +38,19 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "startup.json"
 BIN = Path(sys.executable).parent
 
 
-def end_to_end(model: str, folder: Path) -> dict[str, float]:
+def end_to_end(model: str, folder: Path, data: str, overrides: list[str]) -> dict[str, float]:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
     argv = [str(BIN / "mlflow"), "run", str(PROJECT_ROOT), "-P", f"model={model}", "-P", "train.epochs=1",
+            "-P", f"data={data}", "-P", f"overrides={' '.join(overrides) or 'none'}",
             "--env-manager", "local"]
     import mlflow
 
-    client = mlflow.MlflowClient(uri)
-    client.search_experiments()  # the store's schema exists before `mlflow run` and we poll it
+    # The store's schema exists before `mlflow run` and we poll it. Created here, its default
+    # artifact root ./mlruns is this folder's, not the project's (where `mlflow run` runs the command).
+    with chdir(folder):
+        client = mlflow.MlflowClient(uri)
+        client.search_experiments()
     log = folder / "mlflow-run.log"
     started = time.time()
     with open(log, "wb") as out:
@@ -75,7 +82,7 @@ def end_to_end(model: str, folder: Path) -> dict[str, float]:
             "mlflow_run_to_first_step_s": round(train_started - started + metric, 2)}
 
 
-def phases(model: str, folder: Path) -> dict[str, float]:
+def phases(model: str, folder: Path, overrides: list[str]) -> dict[str, float]:
     """Each phase of the train process before its first step, timed in this (fresh) interpreter."""
     times: dict[str, float] = {}
     started = time.perf_counter()
@@ -95,7 +102,7 @@ def phases(model: str, folder: Path) -> dict[str, float]:
     from components.tracking import mlflow_runs as tracking
     from components.training.trainer import Trainer
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'phases.db'}"
-    config = load_config(model, [f"train.checkpoint_dir={folder / 'checkpoints'}"])
+    config = load_config(model, [*overrides, f"train.checkpoint_dir={folder / 'checkpoints'}"])
     lap("load_config_s")
     with tracking.run(config.tracking, run_name="startup-phases"):
         lap("tracking_connect_and_start_run_s")
@@ -117,30 +124,35 @@ def phases(model: str, folder: Path) -> dict[str, float]:
     return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="conv_vae")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--data", default="demo", help="data.source: demo, a metadata.csv or a folder")
+    p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. features.n_mels=16")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
     p.add_argument("--phases", action="store_true", help="time the in-process phases, print JSON")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    overrides = [*args.overrides, f"data.source={args.data}"]
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         folder = Path(tmp)
         if args.phases:
-            print(json.dumps(phases(args.model, folder)))
+            print(json.dumps(phases(args.model, folder, overrides)))
             return
         from components.config import load_config
         from components.data.preparation import prepare_features
-        prepare_features(load_config(args.model))  # the cache is warm, as on a second run
+        prepare_features(load_config(args.model, overrides))  # the cache is warm, as on a second run
         runs = []
         for i in range(args.repeats):
             (folder / f"run-{i}").mkdir()
-            runs.append(end_to_end(args.model, folder / f"run-{i}"))
+            runs.append(end_to_end(args.model, folder / f"run-{i}", args.data, args.overrides))
         measured = [json.loads(subprocess.run(
-            [sys.executable, "-m", "benchmarks.startup", "--phases", "--model", args.model],
+            [sys.executable, "-m", "benchmarks.startup", "--phases", "--model", args.model,
+             "--data", args.data, "--overrides", *args.overrides],
             cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
             for _ in range(args.repeats)]
     result = {"model": args.model, "end_to_end": runs, "phases": measured}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -3,7 +3,7 @@ size (batch 32, 128 x 1292), on this machine's device (CUDA when present, else t
 and with the trainer's layout and compiler options.
 
     python -m benchmarks.step_throughput [--models conv_vae,vade] [--variants eager,channels_last,compile]
-                                         [--steps 5] [--batch 32] [--overrides k=v ...]
+                                         [--steps 5] [--batch 32] [--overrides k=v ...] [--out FILE]
 
 Each (architecture, variant) runs the trainer's recipe (autocast as train.amp chooses, loss,
 backward, clipping, fused Adam; benchmarks.trainer_overhead's bare loop) on one random batch
@@ -11,7 +11,7 @@ already on the device: two warm-up steps (torch.compile compiles there, timed ap
 `steps` timed steps. On CUDA also the peak allocated GPU memory of the timed steps. Variants:
 eager; channels_last (train.channels_last); compile (train.compile=default); cpu_preset
 (experiments/presets/cpu.yaml: 64 x 646 features). Each row also gives the parameter count.
-Writes benchmarks/results/step_throughput_<device>.json.
+Writes benchmarks/results/step_throughput_<device>.json (or --out).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,14 +65,16 @@ def measure(name: str, variant: str, steps: int, size: int, overrides: list[str]
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. train.amp=false")
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=None,
+                   help="results file (default: benchmarks/results/step_throughput_<device>.json)")
+    args = p.parse_args(argv)
     device = resolve_device("auto")
     rows = []
     for name in args.models.split(","):
@@ -80,7 +83,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "batch": args.batch, "steps": args.steps, "rows": rows}
-    out = PROJECT_ROOT / "benchmarks" / "results" / f"step_throughput_{device.type}.json"
+    out = args.out or PROJECT_ROOT / "benchmarks" / "results" / f"step_throughput_{device.type}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

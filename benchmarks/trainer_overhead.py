@@ -52,10 +52,9 @@ from components.models.base import AFTER_WARMUP
 from components.settings import Experiment
 from components.tracking import mlflow_runs as tracking
 from components.training import trainer as training
+from components.training.precision import autocast, choose_precision, make_scaler
 from components.training.trainer import (
     Trainer,
-    autocast,
-    choose_precision,
     make_optimizer,
     optimizer_step,
     resolve_device,
@@ -85,8 +84,9 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
     with early stopping does it: BatchNorm statistics recomputed (train.precise_bn_batches) and
     the validation loss."""
     device = next(model.parameters()).device
-    precision = choose_precision(device, config.train.amp)
-    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    # The trainer's precision and GradScaler (sized for the loss's feature count), not torch's defaults.
+    precision = choose_precision(device, config.train.amp, config.train.amp_dtype)
+    scaler = make_scaler(device, precision, model.reconstructed_features)
     train = config.train
     optimizer = (make_optimizer(model.parameters(), train, device) if fused else
                  torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay))
@@ -100,7 +100,7 @@ def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], co
             optimizer_step(loss, optimizer, scaler, model.parameters(), train.grad_clip)
         if val_batches is not None:
             if train.precise_bn_batches:
-                training.recompute_batchnorm(model, batches, device, train.precise_bn_batches)
+                training.recompute_batchnorm(model, batches, device, train.precise_bn_batches, precision)
             model.eval()
             with torch.no_grad(), autocast(device, precision):
                 sum(float(model.loss(b, model(b), AFTER_WARMUP)["total"]) for b in val_batches)
@@ -204,7 +204,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
     bare_again = bare_loop(fresh_model(), batches, config, epochs, fused=True, val_batches=val_batches)
     bare = (bare_first + bare_again) / 2  # with the recipe's model work
     plain = bare_loop(fresh_model(), batches, config, epochs, fused=False) if default_adam else None
-    precision = choose_precision(device, config.train.amp).label
+    precision = choose_precision(device, config.train.amp, config.train.amp_dtype).label
 
     def trainer_result(parts: dict[str, float]) -> dict[str, Any]:
         # Without the after-epoch passes and the clustering score: against the train-only loop.
@@ -222,7 +222,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
     return {
         "model": name, "device": str(device), "precision": precision,
         "batch": size, "train_windows": len(train_set), "val_windows": len(WindowDataset(cache, "val")),
-        "epochs": epochs, "checkpoint_every": {v: variant_config(config, v)["train"]["checkpoint_every"]
+        "epochs": epochs, "checkpoint_every": {v: variant_config(config, v).train.checkpoint_every
                                                for v in variants},
         "bare_train_only_s": round(train_only, 1),
         "bare_samples_per_s": round(samples / bare, 3),
@@ -232,7 +232,7 @@ def measure(name: str, cache: FeatureCache, overrides: list[str], epochs: int, f
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="conv_vae,vade")
     p.add_argument("--songs-per-cell", type=int, default=4)
@@ -242,7 +242,7 @@ def main() -> None:
     p.add_argument("--no-default-adam", action="store_true", help="skip the default-Adam bare loop")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. train.amp=false")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trainer-overhead-") as tmp:
         folder = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"

@@ -3,12 +3,15 @@ pruning, both through the real tune pipeline on the demo corpus, one after the o
 process (same machine state, same data cache).
 
     python -m benchmarks.tuning_efficiency [--model basic_vae] [--trials 12] [--epochs 30]
+                                           [--overrides 'k=v ...'] [--out FILE]
 
 Reports per strategy: epochs trained (summed over trials), wall time, trials pruned and the best
 validation NMI reached. Each strategy runs `python -m pipelines.tune` as its own process with its
-own Optuna storage and MLflow store in a temp folder (MLflow's fluent API caches experiment ids
-per process, so two stores in one process do not mix). Writes
-benchmarks/results/tuning_efficiency.json and prints a markdown table.
+own Optuna storage and MLflow store in a temp folder, its working directory (MLflow's fluent API
+caches experiment ids per process, so two stores in one process do not mix; the store's default
+artifact root ./mlruns lands there too). --overrides change the config of every trial (e.g.
+data.source and smaller features for the smoke test). Writes
+benchmarks/results/tuning_efficiency.json (or --out) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ STRATEGIES = {"tpe+median pruning": ("tpe", "median"), "random, no pruning": ("r
 def run_strategy(folder: Path, model: str, sampler: str, pruner: str, trials: int, epochs: int,
                  task: str, overrides: str) -> dict[str, float]:
     storage = f"sqlite:///{folder / 'optuna.db'}"
-    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+                        "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("MLFLOW_RUN_ID", None)
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     settings = {"tune.storage": storage, "tune.sampler": sampler, "tune.pruner": pruner,
@@ -45,7 +49,7 @@ def run_strategy(folder: Path, model: str, sampler: str, pruner: str, trials: in
             *(item for key, value in settings.items() for item in (f"--{key}", str(value))),
             "--overrides", overrides or "none"]
     started = time.perf_counter()
-    subprocess.run(args, env=env, cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(args, env=env, cwd=folder, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     study = optuna.load_study(study_name=f"{model}-{task}", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--task", default="genre")
     p.add_argument("--overrides", default="", help="more config overrides, 'key=value key=value'")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (default: %(default)s)")
     args = p.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                                           args.task, args.overrides)
     report = {"model": args.model, "trials": args.trials, "max_epochs": args.epochs, "task": args.task,
               "cpu_count": os.cpu_count(), "results": results}
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"| strategy | trials | pruned | epochs trained | wall time | best val {args.task} NMI |")
     print("|---|---|---|---|---|---|")
     for label, r in results.items():
