@@ -61,3 +61,25 @@ def test_a_runs_loader_reads_ahead_and_yields_the_batches_it_would_inline(corpus
     assert len(ahead) == len(inline)
     for a, b in zip(ahead, inline, strict=True):  # same shuffle: the loader's own generator
         assert torch.equal(a["row"], b["row"]) and torch.equal(a["mel"], b["mel"])
+
+
+def test_a_partial_pass_is_closed_in_the_loops_own_flow():
+    """first_batches (BatchNorm statistics, the reconstruction at initialisation) closes the pass
+    before it returns, not when the pass is finalized: an interrupt arriving while the read-ahead
+    thread is joined there was printed and dropped ("Exception ignored in: <generator ...>"), and
+    a cancelled Ray worker trained on."""
+    from components.data.prefetch import first_batches
+
+    assert list(first_batches(Prefetching(list(range(50)), 2), 3)) == [0, 1, 2]
+    assert not _prefetch_threads()
+    assert list(first_batches(list(range(5)), 8)) == list(range(5))  # fewer than asked: all
+
+    class InterruptedWhileClosing:
+        def __iter__(self):
+            try:
+                yield from range(10)
+            finally:
+                raise KeyboardInterrupt  # a Ctrl-C arriving while the pass is closed
+
+    with pytest.raises(KeyboardInterrupt):
+        list(first_batches(InterruptedWhileClosing(), 3))

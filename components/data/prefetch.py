@@ -8,6 +8,7 @@ loader's (its sampler and generator are untouched), so results do not change.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -77,3 +78,17 @@ class Prefetching:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+
+def first_batches(loader: Iterable[T], count: int) -> Iterator[T]:
+    """The first `count` items of one pass over loader, the pass then closed in the loop's own
+    flow. A pass left open (itertools.islice alone) is closed by the garbage collector, whose
+    errors are printed and dropped: a Ctrl-C (or Ray's cancel) arriving while a read-ahead thread
+    was joined there was lost, and the process trained on."""
+    batches = iter(loader)
+    try:
+        yield from itertools.islice(batches, count)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()

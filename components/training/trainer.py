@@ -6,7 +6,6 @@ through a callback, so it never imports MLflow.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from components.config import ConfigError
 from components.data.dataset import reseed_for_epoch
 from components.data.device_windows import DeviceWindows
+from components.data.prefetch import first_batches
 from components.models.base import AFTER_WARMUP, VAE, Batch
 from components.settings import Experiment, TrainSettings
 from components.training import checkpoint
@@ -211,7 +211,7 @@ def recompute_batchnorm(model: VAE, loader: DataLoader, device: torch.device, ba
     eval-mode latent means far from the train-mode ones (val KL 1,650 against train 275 after two
     epochs at lr 1e-3). Costs a forward pass over those windows, no backward."""
     with torch.no_grad(), autocast(device, precision):
-        first = itertools.islice(loader, batches)
+        first = first_batches(loader, batches)
         torch.optim.swa_utils.update_bn((to_device(batch, device) for batch in first), model)
 
 
@@ -431,7 +431,7 @@ class Trainer:
         read against. A sample, since a full pass cost more than the first training step (19 s of
         the demo's start-up on a CPU, benchmarks/README.md) and a baseline needs no more."""
         return {f"{split}/recon_per_feature_init": self.per_feature(evaluate_loss(
-                    self.model, itertools.islice(loader, INITIAL_BATCHES), self.device, self.precision).terms)
+                    self.model, first_batches(loader, INITIAL_BATCHES), self.device, self.precision).terms)
                 for split, loader in (("train", train_loader), ("val", val_loader))}
 
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
