@@ -41,3 +41,6 @@ bench: setup
 	$(BIN)/python -m benchmarks.config_check
 	$(BIN)/python -m benchmarks.cluster_scaling
 	$(BIN)/python -m benchmarks.protocol --epochs 8
+	@# benchmarks.gpu needs a CUDA device (full-size steps at batch 32); see benchmarks/README.md, On a GPU
+	$(BIN)/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' \
+		&& $(BIN)/python -m benchmarks.gpu || echo "benchmarks.gpu skipped: no CUDA device here"
