@@ -30,7 +30,7 @@ from components.training import checkpoint
 from components.training.activation_checkpointing import checkpoint_blocks
 from components.training.checkpoint import TrainState
 from components.training.host_memory import map_large_allocations
-from components.training.precision import (  # noqa: F401 - Precision is part of this module's interface
+from components.training.precision import (
     Precision,
     ScaleCalibration,
     autocast,
@@ -87,7 +87,7 @@ INITIAL_BATCHES = 8
 
 
 def uses_channels_last(train: TrainSettings, device: torch.device) -> bool:
-    """train.channels_last; auto: on CUDA, where bf16 convolutions ran 1.7x faster in NHWC
+    """train.channels_last; auto: on CUDA, where bf16 convolutions ran 1.3-1.7x faster in NHWC
     (benchmarks/gpu.py); CPUs keep the layout their figures were measured with (NCHW)."""
     return device.type == "cuda" if train.channels_last == AUTO else bool(train.channels_last)
 
