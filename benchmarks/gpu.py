@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> Path:
                         help="seconds after which no architecture starts a section (e2e always runs)")
     parser.add_argument("--sections", default="steps,fit,e2e,compile")
     parser.add_argument("--e2e", default=None, help="command run last; the JSON path is appended")
+    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, key=value")
     parser.add_argument("--tiny", action="store_true", help="16 x 87 windows, few windows: a smoke test")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -316,7 +317,8 @@ def main(argv: list[str] | None = None) -> Path:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result: dict[str, Any] = {"device": name,
                               "torch": torch.__version__, "batch": args.batch, "steps": args.steps,
-                              "epochs": args.epochs, "tiny": args.tiny, "models": {},
+                              "epochs": args.epochs, "tiny": args.tiny, "overrides": args.overrides,
+                              "models": {},
                               "date": time.strftime("%Y-%m-%d")}
     train_windows, val_windows = (24, 8) if args.tiny else (TRAIN_WINDOWS, VAL_WINDOWS)
 
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> Path:
                     continue
                 row = result["models"].setdefault(name, {})
                 try:
-                    config = config_for(name, args.batch, args.tiny)
+                    config = config_for(name, args.batch, args.tiny, args.overrides)
                     if name not in bases:  # one initialisation per architecture, copied per variant
                         torch.manual_seed(0)
                         bases[name] = build_model(name, config)
