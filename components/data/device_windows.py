@@ -3,9 +3,10 @@
 A full-size conv_vae step takes ~10 ms on an H200 (benchmarks/gpu.py): with the windows held
 there, no batch is read, normalised, pinned or copied between two steps (the fit's steps ran
 within 3-5% of a bare loop's). The report's corpus (180 songs, ~1,440 windows of 128 x 1292) is
-~1 GB in float32: it fits on any GPU it trains on. The batches are those of the DataLoader this replaces, in the same order: the same
-sampler arithmetic (torch.randperm on the loader's generator, which reseed_for_epoch seeds per
-epoch), the same last-batch rule, the same values (float32, normalised once).
+~1 GB in float32: it fits on any GPU it trains on. The batches are those of the DataLoader this
+replaces, in the same order: the same sampler arithmetic (torch.randperm on the loader's
+generator, which reseed_for_epoch seeds per epoch), the same last-batch rule, the same values
+(float32, normalised once).
 """
 
 from __future__ import annotations
