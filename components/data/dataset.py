@@ -15,7 +15,7 @@ from components.data.prefetch import Prefetching
 from components.errors import ConfigError
 from components.models.base import Batch
 from components.settings import Experiment
-from components.vocabulary import TASKS  # the labels a batch carries
+from components.vocabulary import AUTO, TASKS  # TASKS: the labels a batch carries
 
 
 class WindowDataset(Dataset):
@@ -114,7 +114,7 @@ DEVICE_DATA_SHARE = 0.2
 
 def on_device(dataset: WindowDataset, setting: bool | str, device: torch.device) -> bool:
     """train.data_on_device for this split: auto holds it on a GPU when it fits DEVICE_DATA_SHARE."""
-    if setting != "auto":
+    if setting != AUTO:
         return bool(setting)
     if device.type != "cuda":
         return False

@@ -491,18 +491,20 @@ class Trainer:
 
     def choices(self, train_loader: Iterable[Batch]) -> dict[str, str]:
         """What the auto settings resolve to for this fit (logged as the run's tags)."""
-        train = self.config.train
-        steps_left = (train.epochs - self.state.epoch - 1) * len(train_loader)
-        return {"channels_last": str(uses_channels_last(train, self.device)),
-                "compile": str(compile_mode(train, self.device, steps_left) or "eager"),
+        return {"channels_last": str(uses_channels_last(self.config.train, self.device)),
+                "compile": str(self._compile_mode(train_loader) or "eager"),
                 "data_on_device": str(isinstance(train_loader, DeviceWindows))}
+
+    def _compile_mode(self, train_loader: Iterable[Batch]) -> str | None:
+        """compile_mode for the optimizer steps this fit has left."""
+        train = self.config.train
+        return compile_mode(train, self.device, (train.epochs - self.state.epoch - 1) * len(train_loader))
 
     def _compile_if_it_pays(self, train_loader: DataLoader) -> None:
         """train.compile=auto: compile now if this fit is long enough to pay for it (compile_mode)."""
-        train = self.config.train
-        if self.compiled or train.compile != AUTO or self.device.type != "cuda":
+        if self.compiled or self.config.train.compile != AUTO or self.device.type != "cuda":
             return
-        mode = compile_mode(train, self.device, (train.epochs - self.state.epoch - 1) * len(train_loader))
+        mode = self._compile_mode(train_loader)
         if mode is not None:
             self.model.compile(mode=mode)
             self.compiled = True
